@@ -1,0 +1,3 @@
+from seal_agent.cli import main
+
+main()

@@ -1,0 +1,197 @@
+"""The buffer: self-edits and the user's statements in a Chroma collection,
+retrieved into the prompt so the agent remembers at once.
+
+Two modes behind one class: an embedded ``chromadb.PersistentClient`` (the
+default, under the memory home) or a Chroma server through
+``chromadb.HttpClient``.  The client is injectable for tests and for callers
+who manage their own.  Embeddings are always computed by our embedder and
+handed to Chroma, whose own default embedder would download a model.
+
+The buffer is derived state; the journal is the truth.  Ids are self-edit
+ids, upserts are idempotent, and the agent drops any hit the journal no
+longer holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from seal_agent.errors import BufferStoreError
+from seal_agent.text import normalize
+from seal_agent.types import Memory, MemoryStatus, Namespace, SelfEdit, SelfEditFormat
+
+if TYPE_CHECKING:
+    from seal_agent.config import BufferConfig, SealAgentConfig
+    from seal_agent.models.base import Embedder
+
+__all__ = ["Buffer", "make_chroma_client"]
+
+
+def make_chroma_client(config: SealAgentConfig) -> Any:
+    """An embedded client under the home, or a server client; telemetry off."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False, allow_reset=False)
+    try:
+        if config.buffer.host is not None:
+            return chromadb.HttpClient(
+                host=config.buffer.host, port=config.buffer.port, settings=settings
+            )
+        path = config.chroma_path
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as exc:  # chromadb raises ValueError, ConnectionError, its own types
+        where = (
+            f"server {config.buffer.host}:{config.buffer.port}"
+            if config.buffer.host
+            else f"store {config.chroma_path}"
+        )
+        raise BufferStoreError(f"could not open the Chroma {where}: {exc}") from exc
+
+
+class Buffer:
+    def __init__(self, client: Any, embedder: Embedder, config: BufferConfig) -> None:
+        self.embedder = embedder
+        self.config = config
+        self._lock = threading.RLock()
+        try:
+            self._col = client.get_or_create_collection(
+                config.collection,
+                embedding_function=None,  # we pass embeddings ourselves
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedder": embedder.name},
+            )
+        except Exception as exc:
+            raise BufferStoreError(f"could not open collection {config.collection!r}: {exc}") from exc
+
+    @classmethod
+    def from_config(cls, config: SealAgentConfig, embedder: Embedder) -> Buffer:
+        return cls(make_chroma_client(config), embedder, config.buffer)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                raise BufferStoreError(f"Chroma {what} failed: {exc}") from exc
+
+    # -- writing -------------------------------------------------------------------
+    def add(self, edits: Sequence[SelfEdit]) -> None:
+        """Upsert retrievable self-edits (idempotent: ids are self-edit ids)."""
+        edits = [e for e in edits if e.retrievable]
+        if not edits:
+            return
+        vectors = self.embedder.embed([e.text for e in edits])
+        self._call(
+            "upsert",
+            self._col.upsert,
+            ids=[e.id for e in edits],
+            embeddings=vectors,
+            documents=[e.text for e in edits],
+            metadatas=[_metadata(e) for e in edits],
+        )
+
+    def set_status(self, ids: Sequence[str], status: MemoryStatus) -> None:
+        if ids:
+            self._call(
+                "update",
+                self._col.update,
+                ids=list(ids),
+                metadatas=[{"status": status.value} for _ in ids],
+            )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            self._call("delete", self._col.delete, ids=ids[start : start + 500])
+
+    # -- reading -------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        namespace: Namespace,
+        *,
+        top_k: int | None = None,
+        min_similarity: float | None = None,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.BUFFERED,),
+    ) -> list[Memory]:
+        """Top-k memories of the namespace's (user, agent) pair, best first.
+
+        Hits below the similarity floor are dropped, and so is any hit nearly
+        identical to a better one (the same fact written by several formats).
+        """
+        k = top_k or self.config.top_k
+        floor = self.config.min_similarity if min_similarity is None else min_similarity
+        [qvec] = self.embedder.embed([query])
+        where = {
+            "$and": [
+                {"user_id": namespace.user_id},
+                {"agent_id": namespace.agent_id},
+                {"status": {"$in": [s.value for s in statuses]}},
+            ]
+        }
+        res = self._call(
+            "query",
+            self._col.query,
+            query_embeddings=[qvec],
+            n_results=k * 4,  # room for the floor, de-duplication and journal checks
+            where=where,
+            include=["documents", "metadatas", "distances", "embeddings"],
+        )
+        ids = res["ids"][0]
+        kept: list[Memory] = []
+        kept_vecs: list[Any] = []
+        seen_text: set[str] = set()
+        for i, mid in enumerate(ids):
+            similarity = 1.0 - float(res["distances"][0][i])
+            if similarity < floor:
+                break  # results come best first
+            text = res["documents"][0][i]
+            vec = res["embeddings"][0][i]
+            key = normalize(text)
+            if key in seen_text or any(
+                float(sum(a * b for a, b in zip(vec, other, strict=True))) >= self.config.dedup_similarity
+                for other in kept_vecs
+            ):
+                continue
+            meta = res["metadatas"][0][i]
+            seen_text.add(key)
+            kept_vecs.append(vec)
+            kept.append(
+                Memory(
+                    id=mid,
+                    text=text,
+                    score=round(similarity, 4),
+                    format=SelfEditFormat(meta["format"]),
+                    interaction_id=meta["interaction_id"],
+                    status=MemoryStatus(meta["status"]),
+                )
+            )
+        return kept[: k * 2]  # the agent trims to k after its journal cross-check
+
+    def ids(self, namespace: Namespace | None = None) -> set[str]:
+        where = (
+            {"$and": [{"user_id": namespace.user_id}, {"agent_id": namespace.agent_id}]}
+            if namespace
+            else None
+        )
+        res = self._call("get", self._col.get, where=where, include=[])
+        return set(res["ids"])
+
+    def count(self) -> int:
+        return int(self._call("count", self._col.count))
+
+
+def _metadata(edit: SelfEdit) -> dict[str, Any]:
+    return {
+        "user_id": edit.namespace.user_id,
+        "agent_id": edit.namespace.agent_id,
+        "session_id": edit.namespace.session_id,
+        "interaction_id": edit.interaction_id,
+        "format": edit.format.value,
+        "status": edit.status.value,
+        "author": edit.author,
+    }

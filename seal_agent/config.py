@@ -1,0 +1,283 @@
+"""Configuration: pydantic models, read from a TOML file and ``SEAL_AGENT_*`` variables.
+
+Precedence, highest first: keyword arguments, environment variables
+(``SEAL_AGENT_HOME``, ``SEAL_AGENT_MODEL__NAME``, ``SEAL_AGENT_BUFFER__TOP_K``,
+... nested fields joined by ``__``), the TOML file (``SEAL_AGENT_CONFIG``, or
+``<home>/config.toml`` when it exists), then the defaults below.
+
+Everything lives under one memory home: the journal, the Chroma store, the
+model cache and (from the consolidation issue on) the adapters.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from seal_agent.errors import ConfigError
+from seal_agent.types import SelfEditFormat
+
+__all__ = [
+    "AgentConfig",
+    "BufferConfig",
+    "EmbedderConfig",
+    "ModelConfig",
+    "SealAgentConfig",
+    "SelfEditConfig",
+    "load_config",
+]
+
+DEFAULT_HOME = Path(".seal-agent")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """The language model that answers and writes self-edits."""
+
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="A packaged model alias, a Hugging Face id, or a local path "
+        "(a directory or a .gguf file).",
+    )
+    backend: str = Field("transformers", description="Registered language-model backend.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="float32 decodes fastest on CPU at batch 1 (measured)."
+    )
+    threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's choice.")
+    cache_dir: Path | None = Field(
+        None, description="Where converted models are cached; default <home>/models."
+    )
+    max_context: int | None = Field(
+        None, ge=256, description="Cap on the context window; default the model's own."
+    )
+
+
+class EmbedderConfig(_Section):
+    name: str = Field(
+        "all-minilm-l6-v2",
+        description="A packaged embedder alias or a sentence-transformers model path.",
+    )
+    backend: str = "sentence-transformers"
+    batch_size: int = Field(64, ge=1)
+
+
+class BufferConfig(_Section):
+    """The Chroma buffer: embedded (path) or a Chroma server (host), never both."""
+
+    path: Path | None = Field(None, description="Embedded store; default <home>/chroma.")
+    host: str | None = Field(None, description="Chroma server host (HttpClient mode).")
+    port: int = Field(8000, ge=1, le=65535)
+    collection: str = Field("seal_agent_memories", pattern=r"^[A-Za-z0-9._-]{3,512}$")
+    top_k: int = Field(5, ge=1, le=100)
+    min_similarity: float = Field(
+        0.35, ge=-1.0, le=1.0, description="Cosine-similarity floor for retrieval."
+    )
+    dedup_similarity: float = Field(
+        0.95, ge=0.0, le=1.0, description="Hits this similar to a better one are dropped."
+    )
+
+    @model_validator(mode="after")
+    def _path_or_host(self) -> BufferConfig:
+        if self.path is not None and self.host is not None:
+            raise ValueError(
+                "buffer.path and buffer.host exclude each other: set a path for the "
+                "embedded store or a host for a Chroma server, not both"
+            )
+        return self
+
+
+class SelfEditConfig(_Section):
+    """How interactions become self-edits and probes."""
+
+    formats: list[SelfEditFormat] = Field(
+        default_factory=lambda: [
+            SelfEditFormat.IMPLICATION,
+            SelfEditFormat.REWRITE,
+            SelfEditFormat.QA,
+        ],
+        description="Generated formats (statement and exchange are always kept).",
+    )
+    samples_per_format: int = Field(1, ge=0, le=16)
+    max_items_per_sample: int = Field(8, ge=1, le=64)
+    temperature: float = Field(0.8, gt=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(80, ge=8, le=1024)
+    probes_per_interaction: int = Field(2, ge=0, le=16)
+    check_support: bool = Field(
+        True, description="Drop lines whose names and numbers do not occur in the source."
+    )
+    min_support: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of a line's content words that must occur in the source.",
+    )
+    max_source_chars: int = Field(
+        1200, ge=100, description="Longer documents are split into chunks of about this size."
+    )
+
+    @model_validator(mode="after")
+    def _generated_only(self) -> SelfEditConfig:
+        kept = {SelfEditFormat.STATEMENT, SelfEditFormat.EXCHANGE}
+        bad = [f.value for f in self.formats if f in kept]
+        if bad:
+            raise ValueError(f"formats {bad} are always kept; list only generated formats")
+        return self
+
+
+class AgentConfig(_Section):
+    derive: Literal["inline", "background", "off"] = Field(
+        "background",
+        description="When self-edits are written: inside the turn, on a worker thread "
+        "after it, or not at all (then `seal-agent reprocess` does it).",
+    )
+    retrieval: bool = True
+    max_new_tokens: int = Field(96, ge=1, le=4096)
+    # Chosen by trying three prompt shapes on six memory questions with the
+    # default model (docs/configuration.md): memories in the system message,
+    # closed by an instruction to use them, answered 5 of 6.
+    system_prompt: str = "You are a helpful assistant. Answer briefly."
+    memory_header: str = "What you remember about the user:"
+    memory_footer: str = "Answer using these memories."
+
+
+class SealAgentConfig(BaseSettings):
+    """All settings of one memory home."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEAL_AGENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    home: Path = Field(DEFAULT_HOME, description="The memory home directory.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    selfedit: SelfEditConfig = Field(default_factory=SelfEditConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No dotenv, no secrets dir: only what the caller, the environment and
+        # the TOML file (merged in load_config) say.
+        return (init_settings, env_settings)
+
+    # Resolved paths: every component asks these, so a default never hides.
+    @property
+    def journal_path(self) -> Path:
+        return self.home / "journal.sqlite3"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.buffer.path if self.buffer.path is not None else self.home / "chroma"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model.cache_dir if self.model.cache_dir is not None else self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The full resolved configuration, JSON-ready (recorded in manifests)."""
+        return self.model_dump(mode="json")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_view() -> dict[str, Any]:
+    """The SEAL_AGENT_* variables as a nested dict (so they can beat the file)."""
+    view: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if not key.startswith("SEAL_AGENT_") or key == "SEAL_AGENT_CONFIG":
+            continue
+        if key in ("SEAL_AGENT_DATA",):  # read by other commands, not a setting
+            continue
+        parts = key[len("SEAL_AGENT_") :].lower().split("__")
+        node = view
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return view
+
+
+def load_config(config_file: str | Path | None = None, **overrides: Any) -> SealAgentConfig:
+    """Resolve the configuration; every problem becomes one :class:`ConfigError`.
+
+    ``overrides`` are keyword arguments in the model's shape, e.g.
+    ``load_config(home="/tmp/h", buffer={"top_k": 3})``.
+    """
+    file_data: dict[str, Any] = {}
+    explicit = config_file or os.environ.get("SEAL_AGENT_CONFIG")
+    if explicit:
+        file_data = _read_toml(Path(explicit).expanduser())
+    else:
+        home = Path(
+            overrides.get("home") or os.environ.get("SEAL_AGENT_HOME") or DEFAULT_HOME
+        ).expanduser()
+        candidate = home / "config.toml"
+        if candidate.is_file():
+            file_data = _read_toml(candidate)
+    # File < environment < keyword arguments.  pydantic-settings would put
+    # init kwargs above env; the file has to be merged below env by hand.
+    merged = _deep_merge(_deep_merge(file_data, _env_view()), overrides)
+    try:
+        # Everything arrives through init: environment already merged above.
+        return _Resolved(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+class _Resolved(SealAgentConfig):
+    """SealAgentConfig that reads only its init arguments (the merge is done already)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)

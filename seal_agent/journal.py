@@ -1,0 +1,586 @@
+"""The journal: SQLite in WAL mode, the source of truth of a memory home.
+
+Every interaction is committed here before anything is derived from it, so a
+crash during self-edit generation loses nothing: the interaction stays with
+``derive_status = 'pending'`` and ``seal-agent reprocess`` redoes the work.
+The Chroma buffer is derived state: retrieval cross-checks hits against the
+journal, and :meth:`Journal.unindexed_self_edits` / the buffer reconcile step
+repair any gap a crash left between the two.
+
+Schema changes are numbered migrations applied in order (``PRAGMA
+user_version``); a journal from a newer seal-agent is refused, never altered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from seal_agent.errors import (
+    CorruptHomeError,
+    MemoryNotFoundError,
+    NamespaceNotFoundError,
+    SchemaVersionError,
+)
+from seal_agent.types import (
+    DeriveStatus,
+    Interaction,
+    InteractionKind,
+    MemoryStatus,
+    Message,
+    Namespace,
+    Probe,
+    SelfEdit,
+    SelfEditFormat,
+)
+
+__all__ = ["Journal", "MIGRATIONS", "SCHEMA_VERSION", "new_id"]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+# Each entry upgrades the schema by one version.  Never edit a released one:
+# append a new migration instead.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: interactions, the self-edits and probes derived from them.
+    """
+    CREATE TABLE interactions (
+        id              TEXT PRIMARY KEY,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        messages        TEXT NOT NULL,
+        metadata        TEXT NOT NULL DEFAULT '{}',
+        created_at      TEXT NOT NULL,
+        derive_status   TEXT NOT NULL DEFAULT 'pending',
+        derive_error    TEXT,
+        derive_report   TEXT NOT NULL DEFAULT '{}',
+        derived_at      TEXT
+    );
+    CREATE INDEX ix_interactions_ns ON interactions (user_id, agent_id, session_id);
+    CREATE INDEX ix_interactions_derive ON interactions (derive_status);
+    CREATE TABLE self_edits (
+        id              TEXT PRIMARY KEY,
+        interaction_id  TEXT NOT NULL REFERENCES interactions (id) ON DELETE CASCADE,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        format          TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        status          TEXT NOT NULL DEFAULT 'buffered',
+        author          TEXT NOT NULL,
+        sample_id       TEXT,
+        retrievable     INTEGER NOT NULL DEFAULT 1,
+        indexed         INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX ix_self_edits_ns ON self_edits (user_id, agent_id, status);
+    CREATE INDEX ix_self_edits_interaction ON self_edits (interaction_id);
+    CREATE TABLE probes (
+        id              TEXT PRIMARY KEY,
+        interaction_id  TEXT NOT NULL REFERENCES interactions (id) ON DELETE CASCADE,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        question        TEXT NOT NULL,
+        answer          TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX ix_probes_interaction ON probes (interaction_id);
+    """,
+    # 2: room for consolidation: runs, adapter versions, the active pointer.
+    """
+    CREATE TABLE consolidation_runs (
+        id              TEXT PRIMARY KEY,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        started_at      TEXT NOT NULL,
+        finished_at     TEXT,
+        config          TEXT NOT NULL DEFAULT '{}',
+        metrics         TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE adapter_versions (
+        id              TEXT PRIMARY KEY,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        path            TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        run_id          TEXT REFERENCES consolidation_runs (id),
+        metrics         TEXT NOT NULL DEFAULT '{}',
+        created_at      TEXT NOT NULL,
+        UNIQUE (user_id, agent_id, kind, version)
+    );
+    CREATE TABLE active_adapters (
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        version_id      TEXT NOT NULL REFERENCES adapter_versions (id),
+        updated_at      TEXT NOT NULL,
+        PRIMARY KEY (user_id, agent_id, kind)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Journal:
+    """Thread-safe access to one journal file (one connection, one lock).
+
+    Other processes may open the same file at the same time: WAL lets readers
+    and one writer work side by side, and ``busy_timeout`` waits out locks.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise CorruptHomeError(f"journal path {self.path} exists but is not a file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed interaction survives power loss, not only a killed process.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptHomeError(
+                f"journal {self.path} is not a readable SQLite database ({exc}); restore it "
+                "from a backup or move it aside to start an empty memory home"
+            ) from exc
+
+    # -- plumbing ------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all of it is committed, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"journal {self.path} has schema version {version}, this seal-agent knows "
+                f"up to {SCHEMA_VERSION}: upgrade seal-agent"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self._tx() as db:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._rows("PRAGMA user_version")[0][0])
+
+    # -- interactions ----------------------------------------------------------
+    def log_interaction(
+        self,
+        namespace: Namespace,
+        kind: InteractionKind,
+        messages: Sequence[Message],
+        *,
+        metadata: dict[str, Any] | None = None,
+        probes: Iterable[tuple[str, str]] = (),
+    ) -> Interaction:
+        """Commit an interaction (and any caller-supplied probes) durably."""
+        iid = new_id("int")
+        created = _now()
+        msgs = json.dumps([m.model_dump() for m in messages], ensure_ascii=False)
+        meta = json.dumps(metadata or {}, ensure_ascii=False, default=str)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO interactions (id, user_id, agent_id, session_id, kind, messages, "
+                "metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (iid, namespace.user_id, namespace.agent_id, namespace.session_id, kind.value,
+                 msgs, meta, created),
+            )
+            for question, answer in probes:
+                db.execute(
+                    "INSERT INTO probes (id, interaction_id, user_id, agent_id, session_id, "
+                    "question, answer, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'caller', ?)",
+                    (new_id("prb"), iid, namespace.user_id, namespace.agent_id,
+                     namespace.session_id, question, answer, created),
+                )
+        return self.get_interaction(iid)
+
+    def get_interaction(self, interaction_id: str) -> Interaction:
+        rows = self._rows("SELECT * FROM interactions WHERE id = ?", (interaction_id,))
+        if not rows:
+            raise MemoryNotFoundError(f"no interaction with id {interaction_id!r}")
+        return _interaction(rows[0])
+
+    def interactions(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        kind: InteractionKind | None = None,
+        derive_status: Sequence[DeriveStatus] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Interaction]:
+        where, args = _ns_where(user_id, agent_id, session_id)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind.value)
+        if derive_status:
+            where.append(f"derive_status IN ({','.join('?' * len(derive_status))})")
+            args.extend(s.value for s in derive_status)
+        sql = "SELECT * FROM interactions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_interaction(r) for r in self._rows(sql, args)]
+
+    def session_history(self, namespace: Namespace, limit: int = 50) -> list[Interaction]:
+        """The session's chat turns, oldest first (the newest ``limit`` of them)."""
+        newest = self.interactions(
+            user_id=namespace.user_id,
+            agent_id=namespace.agent_id,
+            session_id=namespace.session_id,
+            kind=InteractionKind.CHAT,
+            limit=limit,
+            newest_first=True,
+        )
+        return list(reversed(newest))
+
+    def complete_turn(
+        self, interaction_id: str, answer: Message, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Add the agent's answer to a turn whose user message is already committed."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT messages, metadata FROM interactions WHERE id = ?", (interaction_id,)
+            ).fetchone()
+            if row is None:
+                raise MemoryNotFoundError(f"no interaction with id {interaction_id!r}")
+            messages = json.loads(row["messages"]) + [answer.model_dump()]
+            meta = {**json.loads(row["metadata"]), **(metadata or {})}
+            db.execute(
+                "UPDATE interactions SET messages = ?, metadata = ? WHERE id = ?",
+                (json.dumps(messages, ensure_ascii=False),
+                 json.dumps(meta, ensure_ascii=False, default=str), interaction_id),
+            )
+
+    def mark_derive_failed(self, interaction_id: str, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE interactions SET derive_status = 'failed', derive_error = ? WHERE id = ?",
+                (error[:2000], interaction_id),
+            )
+
+    def save_derivation(
+        self,
+        interaction_id: str,
+        self_edits: Sequence[SelfEdit],
+        probes: Sequence[Probe],
+        report: dict[str, Any],
+    ) -> list[str]:
+        """Replace what was derived from an interaction, in one transaction.
+
+        Re-deriving (``reprocess``) drops the earlier buffered self-edits and
+        model-written probes of the interaction; consolidated ones and the
+        caller's probes stay.  Returns the ids of the dropped self-edits, for
+        the buffer to delete.
+        """
+        now = _now()
+        with self._tx() as db:
+            exists = db.execute("SELECT 1 FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+            if not exists:  # forgotten while it was being derived: keep nothing
+                return []
+            old = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM self_edits WHERE interaction_id = ? AND status != 'consolidated'",
+                    (interaction_id,),
+                )
+            ]
+            db.execute(
+                "DELETE FROM self_edits WHERE interaction_id = ? AND status != 'consolidated'",
+                (interaction_id,),
+            )
+            db.execute(
+                "DELETE FROM probes WHERE interaction_id = ? AND source = 'model'", (interaction_id,)
+            )
+            db.executemany(
+                "INSERT INTO self_edits (id, interaction_id, user_id, agent_id, session_id, format, "
+                "text, status, author, sample_id, retrievable, indexed, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                [
+                    (e.id, interaction_id, e.namespace.user_id, e.namespace.agent_id,
+                     e.namespace.session_id, e.format.value, e.text, e.status.value, e.author,
+                     e.sample_id, int(e.retrievable), now, now)
+                    for e in self_edits
+                ],
+            )
+            db.executemany(
+                "INSERT INTO probes (id, interaction_id, user_id, agent_id, session_id, question, "
+                "answer, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (p.id, interaction_id, p.namespace.user_id, p.namespace.agent_id,
+                     p.namespace.session_id, p.question, p.answer, p.source, now)
+                    for p in probes
+                ],
+            )
+            db.execute(
+                "UPDATE interactions SET derive_status = 'done', derive_error = NULL, "
+                "derive_report = ?, derived_at = ? WHERE id = ?",
+                (json.dumps(report), now, interaction_id),
+            )
+        return old
+
+    # -- self-edits (memories) ---------------------------------------------------
+    def self_edits(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        interaction_id: str | None = None,
+        status: Sequence[MemoryStatus] | None = None,
+        retrievable: bool | None = None,
+        limit: int | None = None,
+    ) -> list[SelfEdit]:
+        where, args = _ns_where(user_id, agent_id, None)
+        if interaction_id is not None:
+            where.append("interaction_id = ?")
+            args.append(interaction_id)
+        if status:
+            where.append(f"status IN ({','.join('?' * len(status))})")
+            args.extend(s.value for s in status)
+        if retrievable is not None:
+            where.append("retrievable = ?")
+            args.append(int(retrievable))
+        sql = "SELECT * FROM self_edits"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_self_edit(r) for r in self._rows(sql, args)]
+
+    def get_self_edit(self, self_edit_id: str) -> SelfEdit:
+        rows = self._rows("SELECT * FROM self_edits WHERE id = ?", (self_edit_id,))
+        if not rows:
+            raise MemoryNotFoundError(f"no memory with id {self_edit_id!r}")
+        return _self_edit(rows[0])
+
+    def statuses(self, ids: Sequence[str]) -> dict[str, MemoryStatus]:
+        """Current status of each id that is still in the journal (retrieval cross-check)."""
+        if not ids:
+            return {}
+        rows = self._rows(
+            f"SELECT id, status FROM self_edits WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+        )
+        return {r["id"]: MemoryStatus(r["status"]) for r in rows}
+
+    def unindexed_self_edits(self, limit: int = 1000) -> list[SelfEdit]:
+        """Retrievable self-edits committed here but not yet confirmed in the buffer."""
+        rows = self._rows(
+            "SELECT * FROM self_edits WHERE indexed = 0 AND retrievable = 1 ORDER BY rowid LIMIT ?",
+            (limit,),
+        )
+        return [_self_edit(r) for r in rows]
+
+    def mark_indexed(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self._tx() as db:
+            db.executemany("UPDATE self_edits SET indexed = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def set_status(self, ids: Sequence[str], status: MemoryStatus) -> None:
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE self_edits SET status = ?, updated_at = ? WHERE id = ?",
+                [(status.value, now, i) for i in ids],
+            )
+
+    def probes(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        interaction_id: str | None = None,
+    ) -> list[Probe]:
+        where, args = _ns_where(user_id, agent_id, None)
+        if interaction_id is not None:
+            where.append("interaction_id = ?")
+            args.append(interaction_id)
+        sql = "SELECT * FROM probes" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_probe(r) for r in self._rows(sql + " ORDER BY rowid", args)]
+
+    # -- forgetting ----------------------------------------------------------------
+    def forget_self_edit(self, self_edit_id: str) -> list[str]:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM self_edits WHERE id = ?", (self_edit_id,))
+            if cur.rowcount == 0:
+                raise MemoryNotFoundError(f"no memory with id {self_edit_id!r}")
+        return [self_edit_id]
+
+    def forget_interaction(self, interaction_id: str) -> list[str]:
+        """Delete an interaction and everything derived from it; returns self-edit ids."""
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM self_edits WHERE interaction_id = ?", (interaction_id,)
+                )
+            ]
+            cur = db.execute("DELETE FROM interactions WHERE id = ?", (interaction_id,))
+            if cur.rowcount == 0:
+                raise MemoryNotFoundError(f"no interaction with id {interaction_id!r}")
+        return ids
+
+    def forget_namespace(self, user_id: str, agent_id: str | None = None) -> list[str]:
+        """Delete all of a user's (or one user-agent pair's) interactions and memories."""
+        where, args = _ns_where(user_id, agent_id, None)
+        clause = " AND ".join(where)
+        with self._tx() as db:
+            n = db.execute(f"SELECT COUNT(*) FROM interactions WHERE {clause}", args).fetchone()[0]
+            if n == 0:
+                raise NamespaceNotFoundError(
+                    f"no interactions for user {user_id!r}"
+                    + (f" and agent {agent_id!r}" if agent_id else "")
+                )
+            ids = [r[0] for r in db.execute(f"SELECT id FROM self_edits WHERE {clause}", args)]
+            db.execute(f"DELETE FROM interactions WHERE {clause}", args)
+        return ids
+
+    # -- summaries -----------------------------------------------------------------
+    def counts(self, user_id: str | None = None, agent_id: str | None = None) -> dict[str, Any]:
+        where, args = _ns_where(user_id, agent_id, None)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        inter = {
+            r[0]: r[1]
+            for r in self._rows(
+                f"SELECT derive_status, COUNT(*) FROM interactions{clause} GROUP BY derive_status", args
+            )
+        }
+        edits = {
+            r[0]: r[1]
+            for r in self._rows(f"SELECT status, COUNT(*) FROM self_edits{clause} GROUP BY status", args)
+        }
+        formats = {
+            r[0]: r[1]
+            for r in self._rows(f"SELECT format, COUNT(*) FROM self_edits{clause} GROUP BY format", args)
+        }
+        probes = self._rows(f"SELECT COUNT(*) FROM probes{clause}", args)[0][0]
+        return {
+            "interactions": sum(inter.values()),
+            "derive": {s.value: inter.get(s.value, 0) for s in DeriveStatus},
+            "self_edits": {s.value: edits.get(s.value, 0) for s in MemoryStatus},
+            "formats": formats,
+            "probes": probes,
+        }
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT user_id, agent_id, COUNT(*) AS n, MAX(created_at) AS last "
+            "FROM interactions GROUP BY user_id, agent_id ORDER BY user_id, agent_id"
+        )
+        return [dict(r) for r in rows]
+
+
+def _ns_where(
+    user_id: str | None, agent_id: str | None, session_id: str | None
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("user_id", user_id), ("agent_id", agent_id), ("session_id", session_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return where, args
+
+
+def _ns(row: sqlite3.Row) -> Namespace:
+    return Namespace(user_id=row["user_id"], agent_id=row["agent_id"], session_id=row["session_id"])
+
+
+def _interaction(row: sqlite3.Row) -> Interaction:
+    return Interaction(
+        id=row["id"],
+        namespace=_ns(row),
+        kind=InteractionKind(row["kind"]),
+        messages=tuple(Message(**m) for m in json.loads(row["messages"])),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        metadata=json.loads(row["metadata"]),
+        derive_status=DeriveStatus(row["derive_status"]),
+        derive_error=row["derive_error"],
+        derive_report=json.loads(row["derive_report"]),
+    )
+
+
+def _self_edit(row: sqlite3.Row) -> SelfEdit:
+    return SelfEdit(
+        id=row["id"],
+        interaction_id=row["interaction_id"],
+        namespace=_ns(row),
+        format=SelfEditFormat(row["format"]),
+        text=row["text"],
+        status=MemoryStatus(row["status"]),
+        author=row["author"],
+        sample_id=row["sample_id"],
+        retrievable=bool(row["retrievable"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _probe(row: sqlite3.Row) -> Probe:
+    return Probe(
+        id=row["id"],
+        interaction_id=row["interaction_id"],
+        namespace=_ns(row),
+        question=row["question"],
+        answer=row["answer"],
+        source=row["source"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )

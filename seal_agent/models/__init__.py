@@ -1,0 +1,74 @@
+"""Model backends behind one registry, resolved lazily by dotted path.
+
+Registering a name twice is refused, so a typo or a plug-in clash shows up at
+once instead of silently replacing a backend.  Nothing heavy is imported until
+a backend is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from seal_agent.errors import BackendError
+
+if TYPE_CHECKING:
+    from seal_agent.config import SealAgentConfig
+    from seal_agent.models.base import Embedder, LanguageModel
+
+__all__ = [
+    "build_embedder",
+    "build_language_model",
+    "register_embedder",
+    "register_language_model",
+    "registered",
+]
+
+_LANGUAGE_MODELS: dict[str, str] = {}
+_EMBEDDERS: dict[str, str] = {}
+
+
+def _register(table: dict[str, str], kind: str, name: str, target: str) -> None:
+    if ":" not in target:
+        raise BackendError(f"{kind} backend {name!r}: target must be 'module:Class', got {target!r}")
+    if name in table:
+        raise BackendError(f"{kind} backend {name!r} is already registered ({table[name]})")
+    table[name] = target
+
+
+def register_language_model(name: str, target: str) -> None:
+    """Register a language-model backend class under ``name`` ('module:Class')."""
+    _register(_LANGUAGE_MODELS, "language-model", name, target)
+
+
+def register_embedder(name: str, target: str) -> None:
+    _register(_EMBEDDERS, "embedder", name, target)
+
+
+def registered() -> dict[str, list[str]]:
+    return {"language_models": sorted(_LANGUAGE_MODELS), "embedders": sorted(_EMBEDDERS)}
+
+
+def _resolve(table: dict[str, str], kind: str, name: str) -> Any:
+    try:
+        target = table[name]
+    except KeyError:
+        raise BackendError(
+            f"unknown {kind} backend {name!r}; registered: {', '.join(sorted(table))}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_language_model(config: SealAgentConfig) -> LanguageModel:
+    cls = _resolve(_LANGUAGE_MODELS, "language-model", config.model.backend)
+    return cls.from_config(config)  # type: ignore[no-any-return]
+
+
+def build_embedder(config: SealAgentConfig) -> Embedder:
+    cls = _resolve(_EMBEDDERS, "embedder", config.embedder.backend)
+    return cls.from_config(config)  # type: ignore[no-any-return]
+
+
+register_language_model("transformers", "seal_agent.models.transformers_lm:TransformersLM")
+register_embedder("sentence-transformers", "seal_agent.models.embedder:SentenceTransformerEmbedder")

@@ -1,0 +1,189 @@
+"""The local language model: any transformers causal LM, the packaged
+SmolLM2-135M-Instruct by default.
+
+Decoding runs in fp32 by default: on 2 CPU cores bf16 was measured *slower*
+for batch-1 decoding although bf16 matrix products are faster (FINDINGS).
+Training (consolidation) reuses ``.model`` and ``.tokenizer`` of the same
+loaded instance instead of loading the base again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from seal_agent.errors import InputTooLongError, ModelLoadError
+from seal_agent.models.base import GREEDY, GenerationParams
+from seal_agent.models.packaged import prepare_language_model, resolve_language_model
+from seal_agent.text import normalize
+from seal_agent.types import Message
+
+if TYPE_CHECKING:
+    from seal_agent.config import SealAgentConfig
+
+__all__ = ["TransformersLM"]
+
+
+class TransformersLM:
+    """A transformers model and its tokenizer, loaded once per process."""
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        *,
+        dtype: str = "float32",
+        threads: int | None = None,
+        max_context: int | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.name = name
+        self.source = source
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+        except OSError as exc:
+            raise ModelLoadError(
+                f"could not load model {name!r} from {source}: {exc}. Offline, use a local "
+                "folder, a .gguf file, or the packaged default 'smollm2-135m-instruct'"
+            ) from exc
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelLoadError(
+                f"model {name!r} has no chat template; seal-agent needs an instruct/chat model"
+            )
+        own = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self._context_length = min(own, max_context) if max_context else own
+        # Sampling seeds touch torch's global RNG; keep seeded calls apart.
+        self._rng_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: SealAgentConfig) -> TransformersLM:
+        resolved = resolve_language_model(config.model.name)
+        source = prepare_language_model(resolved, config.model_cache_dir)
+        return cls(
+            config.model.name,
+            source,
+            dtype=config.model.dtype,
+            threads=config.model.threads,
+            max_context=config.model.max_context,
+        )
+
+    # -- sizes ---------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def format_chat(self, messages: Sequence[Message]) -> str:
+        return str(
+            self.tokenizer.apply_chat_template(
+                [m.model_dump() for m in messages], tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def count_chat_tokens(self, messages: Sequence[Message]) -> int:
+        return self.count_tokens(self.format_chat(messages))
+
+    # -- generation ------------------------------------------------------------
+    def chat(self, messages: Sequence[Message], params: GenerationParams = GREEDY) -> str:
+        return self._generate([self.format_chat(messages)], params)[0]
+
+    def complete(self, prompts: Sequence[str], params: GenerationParams = GREEDY) -> list[str]:
+        return self._generate(list(prompts), params)
+
+    def _generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        if not prompts:
+            return []
+        tok = self.tokenizer
+        tok.padding_side = "left"  # batched decoding needs the prompts right-aligned
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_len = enc["input_ids"].shape[1]
+        budget = self.context_length - prompt_len
+        if budget < 1:
+            raise InputTooLongError(
+                f"prompt of {prompt_len} tokens leaves no room in a {self.context_length}-token context"
+            )
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": min(params.max_new_tokens, budget),
+            "pad_token_id": tok.pad_token_id,
+            "do_sample": not params.greedy,
+        }
+        if not params.greedy:
+            kwargs["temperature"] = params.temperature
+            kwargs["top_p"] = params.top_p
+        criteria = _StopCriteria(tok, prompt_len, params.stop, params.stop_on_repeated_line)
+        if criteria.active:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
+        with torch.inference_mode():
+            if params.seed is not None and not params.greedy:
+                with self._rng_lock:
+                    torch.manual_seed(params.seed)
+                    out = self.model.generate(**enc, **kwargs)
+            else:
+                out = self.model.generate(**enc, **kwargs)
+        texts = tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+        return [_cut(t, params.stop, params.stop_on_repeated_line) for t in texts]
+
+
+def _cut(text: str, stops: Sequence[str], repeated_line: bool) -> str:
+    """Apply the stop rules to a finished text (the criteria only stop early)."""
+    for stop in stops:
+        idx = text.find(stop)
+        if idx >= 0:
+            text = text[:idx]
+    if repeated_line:
+        seen: set[str] = set()
+        kept = []
+        for line in text.split("\n"):
+            key = normalize(line.lstrip("-*• "))
+            if key and key in seen:
+                break
+            seen.add(key)
+            kept.append(line)
+        text = "\n".join(kept)
+    return text.strip()
+
+
+class _StopCriteria:
+    """Stops each row of a batch at a stop string or at its first repeated line.
+
+    transformers' own ``stop_strings`` cannot express "repeated a line", and a
+    small model's greedy loop ("- The user has a beagle named Biscuit." x 10)
+    otherwise burns the whole token budget.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int, stops: Sequence[str], repeated: bool):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.stops = tuple(stops)
+        self.repeated = repeated
+        self.active = bool(self.stops) or repeated
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        done = [self._done(t) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    def _done(self, text: str) -> bool:
+        if any(stop in text for stop in self.stops):
+            return True
+        if self.repeated and "\n" in text:
+            lines = [normalize(x.lstrip("-*• ")) for x in text.split("\n")[:-1]]
+            lines = [x for x in lines if x]
+            return len(lines) != len(set(lines))
+        return False

@@ -1,0 +1,276 @@
+"""Interaction → self-edits and probes.
+
+From each interaction the model writes self-edits in SEAL's formats
+(implications, rewrites, self-QA), parsed into one training sequence per
+item; the user's own statement and the raw exchange are always kept too.
+Probe questions are written separately (greedy) and held apart: the
+consolidation step scores itself on them.
+
+A 135M model's output is often poor, so every item passes the same gate:
+empty, degenerate (repetition loops), duplicate, unsupported by the source
+(names and numbers the user never said), or over the per-sample cap — each
+dropped item is counted by reason in the interaction's derive report.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from seal_agent.config import SelfEditConfig
+from seal_agent.journal import new_id
+from seal_agent.models.base import GenerationParams, LanguageModel
+from seal_agent.prompts import PROBE_PROMPT, PROMPTS
+from seal_agent.text import (
+    content_words,
+    drop_questions,
+    is_degenerate,
+    negation_mismatch,
+    normalize,
+    split_chunks,
+    support,
+    trim_repetition,
+    unsupported_terms,
+)
+from seal_agent.types import (
+    DeriveReport,
+    Interaction,
+    InteractionKind,
+    Probe,
+    SelfEdit,
+    SelfEditFormat,
+)
+
+__all__ = ["Derivation", "SelfEditWriter", "parse_implications", "parse_qa", "parse_rewrite"]
+
+_QA_RE = re.compile(r"Q:\s*(?P<q>.+?)\s*\n\s*A:\s*(?P<a>[^\n]+)")
+_VAGUE_ANSWERS = ("not specified", "not mentioned", "unknown", "i don't know", "not stated")
+
+
+def parse_implications(text: str) -> list[str]:
+    """One fact per bullet line (the prompt ends with the first bullet)."""
+    lines = [re.sub(r"^\s*[-*•]\s*", "", line).strip() for line in text.split("\n")]
+    return [line for line in lines if line]
+
+
+def parse_rewrite(text: str) -> list[str]:
+    """The rewrite is the first paragraph; a small model trails off after it."""
+    first = text.strip().split("\n\n")[0].strip()
+    return [trim_repetition(first)] if first else []
+
+
+def parse_qa(text: str) -> list[tuple[str, str]]:
+    """Question-answer pairs from a completion that starts right after ``Q:``."""
+    pairs = []
+    for m in _QA_RE.finditer("Q: " + text.strip()):
+        question, answer = m.group("q").strip(), m.group("a").strip()
+        if question and answer:
+            pairs.append((question, answer))
+    return pairs
+
+
+@dataclass
+class Derivation:
+    self_edits: list[SelfEdit]
+    probes: list[Probe]
+    report: DeriveReport
+
+
+@dataclass
+class _Gate:
+    """Counts what was kept and what was dropped, by reason."""
+
+    source: str
+    check_support: bool
+    min_support: float
+    kept: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    seen: set[str] = field(default_factory=set)
+
+    def admit(self, fmt: str, text: str, *, grounded_in: str | None = None) -> bool:
+        if not text.strip():
+            self.dropped["empty"] += 1
+            return False
+        if is_degenerate(text):
+            self.dropped["degenerate"] += 1
+            return False
+        key = normalize(text)
+        if key in self.seen:
+            self.dropped["duplicate"] += 1
+            return False
+        if self.check_support:
+            claim = grounded_in or text
+            if unsupported_terms(claim, self.source) or support(claim, self.source) < self.min_support:
+                self.dropped["unsupported"] += 1
+                return False
+            if negation_mismatch(text, self.source):
+                self.dropped["contradiction"] += 1
+                return False
+        self.seen.add(key)
+        self.kept[fmt] += 1
+        return True
+
+
+class SelfEditWriter:
+    """Writes self-edits and probes with a language model (the self-edit policy)."""
+
+    def __init__(self, lm: LanguageModel, config: SelfEditConfig, *, author: str | None = None):
+        self.lm = lm
+        self.config = config
+        self.author = author or lm.name
+
+    def derive(self, interaction: Interaction, *, write_probes: bool = True) -> Derivation:
+        started = time.perf_counter()
+        cfg = self.config
+        ns = interaction.namespace
+        now = datetime.now(UTC)
+        # Facts come from what the user stated: questions state nothing, and
+        # the assistant's half is the small model's own (possibly wrong) words.
+        source = drop_questions(interaction.user_text)
+        chunks = split_chunks(source, cfg.max_source_chars) if source else []
+        gate = _Gate(source=source, check_support=cfg.check_support, min_support=cfg.min_support)
+        edits: list[SelfEdit] = []
+
+        def add(fmt: SelfEditFormat, text: str, *, retrievable: bool = True, sample: str | None = None) -> None:
+            edits.append(
+                SelfEdit(
+                    id=new_id("mem"),
+                    interaction_id=interaction.id,
+                    namespace=ns,
+                    format=fmt,
+                    text=text,
+                    author=self.author if fmt not in _KEPT else "source",
+                    sample_id=sample,
+                    retrievable=retrievable,
+                    created_at=now,
+                )
+            )
+
+        # Always kept: the user's own words (retrievable) and the raw exchange
+        # (one training sequence, not retrieved: the answer half is the model's).
+        for chunk in chunks:
+            add(SelfEditFormat.STATEMENT, chunk)
+            gate.seen.add(normalize(chunk))
+        # A turn that only asked questions states nothing: nothing to keep.
+        if chunks and interaction.kind is InteractionKind.CHAT:
+            exchange = "\n".join(f"{m.role.capitalize()}: {m.content}" for m in interaction.messages)
+            add(SelfEditFormat.EXCHANGE, exchange, retrievable=False)
+        elif chunks:
+            add(SelfEditFormat.EXCHANGE, source, retrievable=False)
+
+        # Probes first, greedy, so self-QA items that repeat a probe can be dropped.
+        probes: list[Probe] = []
+        if write_probes and cfg.probes_per_interaction > 0 and chunks:
+            probes = self._write_probes(interaction, chunks, gate)
+        probe_questions = {normalize(p.question) for p in probes}
+
+        # Sampled self-edits: every chunk x format x sample in one batched call.
+        jobs = [
+            (fmt, chunk)
+            for chunk in chunks
+            for fmt in cfg.formats
+            for _ in range(cfg.samples_per_format)
+        ]
+        if jobs:
+            params = GenerationParams(
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                stop=("\n\nStatement:", "\n\n"),
+                stop_on_repeated_line=True,
+            )
+            prompts = [PROMPTS[fmt].format(source=_one_line(chunk)) for fmt, chunk in jobs]
+            outputs = self.lm.complete(prompts, params)
+            for (fmt, _chunk), output in zip(jobs, outputs, strict=True):
+                sample = new_id("smp")
+                for text, grounded in self._items(fmt, output, probe_questions, gate):
+                    if gate.admit(fmt.value, text, grounded_in=grounded):
+                        add(fmt, text, sample=sample)
+
+        report = DeriveReport(
+            kept={"statement": len(chunks), "exchange": int(bool(chunks)), **dict(gate.kept)},
+            dropped_source_questions=source != interaction.user_text.strip(),
+            dropped=dict(gate.dropped),
+            probes=len(probes),
+            seconds=round(time.perf_counter() - started, 3),
+            author=self.author,
+        )
+        return Derivation(self_edits=edits, probes=probes, report=report)
+
+    def _items(
+        self, fmt: SelfEditFormat, output: str, probe_questions: set[str], gate: _Gate
+    ) -> list[tuple[str, str | None]]:
+        """Parse one sample into (item text, text to check for support)."""
+        cap = self.config.max_items_per_sample
+        if fmt is SelfEditFormat.IMPLICATION:
+            items: list[tuple[str, str | None]] = [(x, None) for x in parse_implications(output)]
+        elif fmt is SelfEditFormat.REWRITE:
+            items = [(x, None) for x in parse_rewrite(output)]
+        else:
+            items = []
+            for question, answer in parse_qa(output):
+                if normalize(question) in probe_questions:
+                    gate.dropped["overlaps_probe"] += 1  # probes must stay held apart
+                    continue
+                if not content_words(answer) or any(v in answer.lower() for v in _VAGUE_ANSWERS):
+                    gate.dropped["vague"] += 1
+                    continue
+                items.append((f"Q: {question}\nA: {answer}", answer))
+        if not items and output.strip():
+            gate.dropped["unparsed"] += 1
+        if len(items) > cap:
+            gate.dropped["over_cap"] += len(items) - cap
+            items = items[:cap]
+        return items
+
+    def _write_probes(self, interaction: Interaction, chunks: list[str], gate: _Gate) -> list[Probe]:
+        """Greedy question-answer pairs whose answers the source states."""
+        params = GenerationParams(
+            max_new_tokens=48 * self.config.probes_per_interaction,
+            stop=("\n\nStatement:", "\n\n"),
+            stop_on_repeated_line=True,
+        )
+        outputs = self.lm.complete(
+            [PROBE_PROMPT.format(source=_one_line(c)) for c in chunks], params
+        )
+        source_words = content_words(" ".join(chunks))
+        probes: list[Probe] = []
+        questions: set[str] = set()
+        now = datetime.now(UTC)
+        for output in outputs:
+            for question, answer in parse_qa(output):
+                key = normalize(question)
+                answer_words = content_words(answer)
+                if (
+                    key in questions
+                    or not answer_words
+                    or not answer_words <= source_words  # the answer must be stated
+                    or is_degenerate(question)
+                ):
+                    gate.dropped["probe"] += 1
+                    continue
+                questions.add(key)
+                probes.append(
+                    Probe(
+                        id=new_id("prb"),
+                        interaction_id=interaction.id,
+                        namespace=interaction.namespace,
+                        question=question,
+                        answer=answer,
+                        source="model",
+                        created_at=now,
+                    )
+                )
+                if len(probes) >= self.config.probes_per_interaction:
+                    return probes
+        return probes
+
+
+_KEPT = {SelfEditFormat.STATEMENT, SelfEditFormat.EXCHANGE}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,198 @@
+"""Text hygiene shared by every stage: input checks, and the defences a
+135M model's output needs (repetition loops, empty lines, invented names).
+
+Pure functions, no heavy imports: they are unit-tested with plain strings.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+
+from seal_agent.errors import EmptyInputError, InvalidTextError
+
+__all__ = [
+    "clean_input",
+    "content_words",
+    "drop_questions",
+    "negation_mismatch",
+    "support",
+    "is_degenerate",
+    "normalize",
+    "split_chunks",
+    "trim_repetition",
+    "unsupported_terms",
+]
+
+# C0/C1 control characters other than tab and newline.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_input(text: object, what: str = "message") -> str:
+    """Check and normalise text handed to the SDK.
+
+    Policy (documented in docs/configuration.md): non-strings and text that is
+    not valid UTF-8 are refused with :class:`InvalidTextError`; CR LF becomes
+    LF; other control characters are removed; Unicode is NFC-normalised;
+    text that is empty after that is refused with :class:`EmptyInputError`.
+    Length is checked by the caller, who knows the model's context window.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidTextError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    if not isinstance(text, str):
+        raise InvalidTextError(f"{what} must be text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTextError(
+            f"{what} is not valid UTF-8 (lone surrogate at position {exc.start}); "
+            "decode your input with errors='replace' or fix its encoding"
+        ) from exc
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL_RE.sub("", text)
+    text = unicodedata.normalize("NFC", text).strip()
+    if not text:
+        raise EmptyInputError(f"{what} is empty (or only white space / control characters)")
+    return text
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize(text: str) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, one space."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def trim_repetition(text: str) -> str:
+    """Cut a generation at the first sentence or line it repeats ("peanuts. peanuts.")."""
+    pieces = re.split(r"(?<=[.!?\n])\s*", text.strip())
+    seen: set[str] = set()
+    kept: list[str] = []
+    for piece in pieces:
+        key = normalize(piece)
+        if not key:
+            continue
+        if key in seen:
+            break
+        seen.add(key)
+        kept.append(piece.strip())
+    out = " ".join(kept) if "\n" not in text else "\n".join(kept)
+    return out.strip() or text.strip()
+
+
+def is_degenerate(text: str, *, min_chars: int = 3) -> bool:
+    """True for output not worth keeping: too short, or one token looping."""
+    stripped = text.strip()
+    if len(normalize(stripped)) < min_chars:
+        return True
+    words = normalize(stripped).split()
+    if len(words) >= 6:
+        # A loop: few distinct words in a long line ("the the the ...", "a b a b a b").
+        if len(set(words)) / len(words) < 0.3:
+            return True
+    return bool(re.search(r"(.{2,30}?)\1{3,}", stripped))
+
+
+_STOP = {
+    "user", "users", "assistant", "they", "their", "them", "he", "she", "his", "her",
+    "i", "me", "my", "mine", "we", "our", "you", "your", "it", "its", "is", "am", "are",
+    "was", "were", "be", "been", "has", "have", "had", "do", "does", "did", "and", "or",
+    "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "that", "this",
+    "what", "which", "who", "whom", "where", "when", "how", "why", "a", "an", "the",
+    "not", "no", "so", "but", "if", "than", "then", "there", "also", "very", "named",
+    "called", "name", "s", "about",
+}
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in normalize(text).split() if w not in _STOP}
+
+
+_TERM_RE = re.compile(r"\b(?:[A-Z][\w'-]*|\d[\d.,:/-]*)")
+
+
+def unsupported_terms(line: str, source: str) -> list[str]:
+    """Names and numbers in ``line`` that never occur in ``source``.
+
+    The cheap faithfulness check from FINDINGS: a small model invents people
+    ("the user's brother is called Sami") and numbers; a line that names
+    something its source never mentions is not trained on or stored.
+    Sentence-initial capitals that are ordinary words in the source pass.
+    """
+    src_norm = f" {normalize(source)} "
+    missing = []
+    for raw in _TERM_RE.findall(line):
+        term = raw.rstrip(".,:/-")
+        key = normalize(term)
+        if not key or key in _STOP or key in {"user", "q", "a"}:
+            continue
+        if f" {key} " not in src_norm:
+            missing.append(term)
+    return missing
+
+
+_NEGATIONS = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without"}
+
+
+def negation_mismatch(line: str, source: str) -> bool:
+    """True when ``line`` negates and its source does not (or the reverse).
+
+    Catches the small model's contradictions ("the user has no allergies to
+    peanuts" from "I'm allergic to peanuts") that a names-and-numbers check
+    lets through.
+    """
+
+    def negates(text: str) -> bool:
+        words = set(text.lower().replace("n't", " not").replace("n’t", " not").split())
+        return bool({w.strip(string.punctuation) for w in words} & _NEGATIONS)
+
+    return negates(line) != negates(source)
+
+
+def support(line: str, source: str) -> float:
+    """Share of the line's content words that occur in the source (1.0 if none)."""
+    words = content_words(line)
+    if not words:
+        return 1.0
+    return len(words & content_words(source)) / len(words)
+
+
+def drop_questions(text: str) -> str:
+    """The declarative part of a user's message: questions state no facts."""
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text)
+    return " ".join(s for s in sentences if s.strip() and not s.strip().endswith("?")).strip()
+
+
+def split_chunks(text: str, max_chars: int) -> list[str]:
+    """Split a document into paragraph/sentence chunks of at most ~max_chars."""
+    if len(text) <= max_chars:
+        return [text]
+    sentences = re.split(r"(?<=[.!?])\s+|\n{2,}", text)
+    chunks: list[str] = []
+    current = ""
+    for sentence in sentences:
+        sentence = sentence.strip()
+        if not sentence:
+            continue
+        while len(sentence) > max_chars:  # one enormous sentence: hard cut
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(sentence[:max_chars])
+            sentence = sentence[max_chars:]
+        if current and len(current) + 1 + len(sentence) > max_chars:
+            chunks.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}".strip()
+    if current:
+        chunks.append(current)
+    return chunks
