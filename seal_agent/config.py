@@ -11,12 +11,20 @@ model cache and (from the consolidation issue on) the adapters.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from seal_agent.errors import ConfigError
@@ -39,6 +47,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _expand_user(value: Path | None) -> Path | None:
+    """``~/mem`` means the user's home, as it does when load_config looks for config.toml."""
+    return value.expanduser() if value is not None else None
+
+
 class ModelConfig(_Section):
     """The language model that answers and writes self-edits."""
 
@@ -59,6 +72,8 @@ class ModelConfig(_Section):
         None, ge=256, description="Cap on the context window; default the model's own."
     )
 
+    _expand_cache_dir = field_validator("cache_dir")(_expand_user)
+
 
 class EmbedderConfig(_Section):
     name: str = Field(
@@ -77,12 +92,16 @@ class BufferConfig(_Section):
     port: int = Field(8000, ge=1, le=65535)
     collection: str = Field("seal_agent_memories", pattern=r"^[A-Za-z0-9._-]{3,512}$")
     top_k: int = Field(5, ge=1, le=100)
+    # MiniLM cosine similarity of six memory questions to their memories:
+    # 0.29-0.69; to unrelated memories: up to 0.30 (docs/configuration.md).
     min_similarity: float = Field(
-        0.35, ge=-1.0, le=1.0, description="Cosine-similarity floor for retrieval."
+        0.3, ge=-1.0, le=1.0, description="Cosine-similarity floor for retrieval."
     )
     dedup_similarity: float = Field(
         0.95, ge=0.0, le=1.0, description="Hits this similar to a better one are dropped."
     )
+
+    _expand_path = field_validator("path")(_expand_user)
 
     @model_validator(mode="after")
     def _path_or_host(self) -> BufferConfig:
@@ -115,7 +134,7 @@ class SelfEditConfig(_Section):
         True, description="Drop lines whose names and numbers do not occur in the source."
     )
     min_support: float = Field(
-        0.5,
+        0.6,
         ge=0.0,
         le=1.0,
         description="Share of a line's content words that must occur in the source.",
@@ -165,6 +184,8 @@ class SealAgentConfig(BaseSettings):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     selfedit: SelfEditConfig = Field(default_factory=SelfEditConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+
+    _expand_home = field_validator("home")(_expand_user)
 
     @classmethod
     def settings_customise_sources(
@@ -233,8 +254,19 @@ def _env_view() -> dict[str, Any]:
         node = view
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[parts[-1]] = _env_value(value)
     return view
+
+
+def _env_value(value: str) -> Any:
+    """Lists and tables arrive as JSON (``SEAL_AGENT_SELFEDIT__FORMATS='["qa"]'``),
+    as pydantic-settings reads them; everything else stays a string for pydantic."""
+    if value.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    return value
 
 
 def load_config(config_file: str | Path | None = None, **overrides: Any) -> SealAgentConfig:

@@ -117,6 +117,7 @@ def content_words(text: str) -> set[str]:
 
 
 _TERM_RE = re.compile(r"\b(?:[A-Z][\w'-]*|\d[\d.,:/-]*)")
+_POSSESSIVE_RE = re.compile(r"(?<=\w)['\u2019]s\b")
 
 
 def unsupported_terms(line: str, source: str) -> list[str]:
@@ -127,11 +128,12 @@ def unsupported_terms(line: str, source: str) -> list[str]:
     something its source never mentions is not trained on or stored.
     Sentence-initial capitals that are ordinary words in the source pass.
     """
-    src_norm = f" {normalize(source)} "
+    # A possessive names the same person: "Maria's" is supported by "Maria".
+    src_norm = f" {normalize(_POSSESSIVE_RE.sub('', source))} "
     missing = []
     for raw in _TERM_RE.findall(line):
         term = raw.rstrip(".,:/-")
-        key = normalize(term)
+        key = normalize(_POSSESSIVE_RE.sub("", term))
         if not key or key in _STOP or key in {"user", "q", "a"}:
             continue
         if f" {key} " not in src_norm:
@@ -182,12 +184,15 @@ def split_chunks(text: str, max_chars: int) -> list[str]:
         sentence = sentence.strip()
         if not sentence:
             continue
-        while len(sentence) > max_chars:  # one enormous sentence: hard cut
+        while len(sentence) > max_chars:  # one enormous sentence: cut between words
             if current:
                 chunks.append(current)
                 current = ""
-            chunks.append(sentence[:max_chars])
-            sentence = sentence[max_chars:]
+            cut = max(sentence.rfind(" ", 0, max_chars + 1), sentence.rfind("\n", 0, max_chars + 1))
+            if cut <= 0:  # a single word longer than a chunk: hard cut
+                cut = max_chars
+            chunks.append(sentence[:cut].rstrip())
+            sentence = sentence[cut:].lstrip()
         if current and len(current) + 1 + len(sentence) > max_chars:
             chunks.append(current)
             current = sentence

@@ -81,12 +81,7 @@ def open_agent(
 
 
 def quiet_libraries() -> None:
-    """Keep transformers' and sentence-transformers' chatter out of the terminal."""
-    import logging
-    import os
+    """Keep model-loading chatter out of the terminal (imports transformers lazily)."""
+    from seal_agent.models import quiet_model_loading
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("transformers", "sentence_transformers", "chromadb", "httpx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_model_loading()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from seal_agent.models.base import Embedder, LanguageModel
 
 __all__ = [
+    "quiet_model_loading",
     "build_embedder",
     "build_language_model",
     "register_embedder",
@@ -34,6 +35,29 @@ def _register(table: dict[str, str], kind: str, name: str, target: str) -> None:
     if name in table:
         raise BackendError(f"{kind} backend {name!r} is already registered ({table[name]})")
     table[name] = target
+
+
+def quiet_model_loading() -> None:
+    """Silence transformers' and sentence-transformers' progress bars and warnings.
+
+    For command-line tools and demos; a library never changes global logging
+    on its own, so the SDK does not call this for you.
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("transformers", "sentence_transformers", "chromadb", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # transformers not installed: nothing to silence
+        pass
 
 
 def register_language_model(name: str, target: str) -> None:
