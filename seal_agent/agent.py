@@ -158,6 +158,12 @@ class SealAgent:
 
         return SelfEditWriter(self.lm, self.config.selfedit)
 
+    @property
+    def context_length(self) -> int:
+        """The model's window, capped by ``model.max_context`` when set."""
+        cap = self.config.model.max_context
+        return min(self.lm.context_length, cap) if cap else self.lm.context_length
+
     def _namespace(
         self, user_id: str | None, agent_id: str | None, session_id: str | None
     ) -> Namespace:
@@ -184,7 +190,7 @@ class SealAgent:
         text = clean_input(message)
         use_retrieval = self.config.agent.retrieval if retrieval is None else retrieval
         max_new = self.config.agent.max_new_tokens
-        room = self.lm.context_length - max_new
+        room = self.context_length - max_new
         system_only = self.lm.count_chat_tokens(
             [Message(role="system", content=self.config.agent.system_prompt)]
         )
@@ -192,7 +198,7 @@ class SealAgent:
         if own + system_only > room:
             raise InputTooLongError(
                 f"message is {own} tokens; with the system prompt and a {max_new}-token answer "
-                f"it does not fit the model's {self.lm.context_length}-token context. Split it, "
+                f"it does not fit the model's {self.context_length}-token context. Split it, "
                 "or hand long documents to remember(), which chunks them"
             )
         user_msg = Message(role="user", content=text)

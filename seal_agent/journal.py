@@ -155,18 +155,23 @@ class Journal:
             raise CorruptHomeError(f"journal path {self.path} exists but is not a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         try:
-            self._db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
             self._db.row_factory = sqlite3.Row
+            self._check_version()  # before WAL: a newer journal is refused untouched
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed interaction survives power loss, not only a killed process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
+        except SchemaVersionError:
+            self._db.close()
+            raise
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise CorruptHomeError(
                 f"journal {self.path} is not a readable SQLite database ({exc}); restore it "
                 "from a backup or move it aside to start an empty memory home"
@@ -199,13 +204,17 @@ class Journal:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_version(self) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"journal {self.path} has schema version {version}, this seal-agent knows "
                 f"up to {SCHEMA_VERSION}: upgrade seal-agent"
             )
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for number in range(version, SCHEMA_VERSION):
             with self._tx() as db:
                 for statement in MIGRATIONS[number].split(";"):

@@ -94,10 +94,9 @@ def is_degenerate(text: str, *, min_chars: int = 3) -> bool:
     if len(normalize(stripped)) < min_chars:
         return True
     words = normalize(stripped).split()
-    if len(words) >= 6:
-        # A loop: few distinct words in a long line ("the the the ...", "a b a b a b").
-        if len(set(words)) / len(words) < 0.3:
-            return True
+    # A loop: few distinct words in a long line ("the the the ...", "yes no yes no ...").
+    if len(words) >= 6 and len(set(words)) / len(words) <= 1 / 3:
+        return True
     return bool(re.search(r"(.{2,30}?)\1{3,}", stripped))
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from seal_agent.errors import InvalidNamespaceError
 
@@ -50,10 +50,13 @@ class Namespace(_Frozen):
     agent_id: str = "default"
     session_id: str = "default"
 
-    @field_validator("user_id", "agent_id", "session_id")
-    @classmethod
-    def _check_id(cls, value: str) -> str:
-        return check_id(value)
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic sees them, so a bad id raises our
+        # InvalidNamespaceError instead of pydantic's ValidationError.
+        for key in ("user_id", "agent_id", "session_id"):
+            if key in data:
+                check_id(data[key], key)
+        super().__init__(**data)
 
     @property
     def key(self) -> str:

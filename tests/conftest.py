@@ -1,0 +1,69 @@
+"""Shared fixtures.
+
+Tests use the real parts: the packaged SmolLM2-135M model, the packaged
+MiniLM embedder, real SQLite and real embedded Chroma.  The converted model
+is cached once in <repo>/.cache/models (gitignored) and shared by every test
+and subprocess through SEAL_AGENT_MODEL__CACHE_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_CACHE = REPO / ".cache" / "models"
+
+os.environ.setdefault("SEAL_AGENT_MODEL__CACHE_DIR", str(MODEL_CACHE))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # prove nothing reaches for a hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.pop("SEAL_AGENT_HOME", None)
+os.environ.pop("SEAL_AGENT_CONFIG", None)
+
+
+@pytest.fixture(scope="session")
+def lm() -> Any:
+    from seal_agent.config import load_config
+    from seal_agent.models import build_language_model, quiet_model_loading
+
+    quiet_model_loading()
+    return build_language_model(load_config(home=MODEL_CACHE.parent / "unused-home"))
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    from seal_agent.config import load_config
+    from seal_agent.models import build_embedder
+
+    return build_embedder(load_config(home=MODEL_CACHE.parent / "unused-home"))
+
+
+# Small self-edit budgets keep the real-model tests fast.
+FAST_SELFEDIT = {"max_new_tokens": 48, "probes_per_interaction": 1}
+
+
+@pytest.fixture
+def make_agent(tmp_path: Path, lm: Any, embedder: Any) -> Iterator[Callable[..., Any]]:
+    """Build agents on a fresh home that share the session's loaded models."""
+    from seal_agent.agent import SealAgent
+    from seal_agent.config import load_config
+
+    made: list[Any] = []
+
+    def factory(home: Path | None = None, **overrides: Any) -> Any:
+        namespace = {k: overrides.pop(k) for k in ("user_id", "agent_id", "session_id") if k in overrides}
+        overrides.setdefault("agent", {}).setdefault("derive", "inline")
+        overrides.setdefault("selfedit", FAST_SELFEDIT)
+        cfg = load_config(home=home or tmp_path / "home", **overrides)
+        agent = SealAgent(cfg, lm=lm, embedder=embedder, **namespace)
+        made.append(agent)
+        return agent
+
+    yield factory
+    for agent in made:
+        agent.close()
