@@ -1,0 +1,46 @@
+"""The README's first command, end to end: examples/quickstart.py on the
+embedded defaults, its second phase in a new process."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
+    home = tmp_path / "quickstart"
+    done = subprocess.run(
+        [sys.executable, "examples/quickstart.py", "--home", str(home)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "Phase 1" in out and "Phase 2: a new process" in out
+    score = re.search(r"memory on (\d)/5, memory off (\d)/5", out)
+    assert score, out[-2000:]
+    on, off = int(score.group(1)), int(score.group(2))
+    assert on >= off
+
+    # the retrieved memories printed in phase 2 are the user's own facts
+    retrieved = re.findall(r"retrieved \d\.\d\d \((\w+)\): (.+)", out)
+    assert len(retrieved) >= 3, out[-2000:]
+    told = {"biscuit", "glassblower", "peanuts", "bassoon", "reykjavik"}
+    assert len({w for _, text in retrieved for w in told if w in text.lower()}) >= 3
+
+    with sqlite3.connect(home / "journal.sqlite3") as con:
+        # 5 facts + 5 questions x (memory on, memory off), all durable
+        assert con.execute("SELECT COUNT(*) FROM interactions").fetchone()[0] == 15
+        done_rows = con.execute(
+            "SELECT COUNT(*) FROM interactions WHERE session_id = 'monday' AND derive_status = 'done'"
+        ).fetchone()[0]
+        assert done_rows == 5
