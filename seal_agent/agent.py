@@ -102,6 +102,7 @@ class SealAgent:
         embedder: Embedder | None = None,
         buffer: Buffer | None = None,
         journal: Journal | None = None,
+        resume_pending: bool = True,
     ) -> None:
         self.config = config or load_config()
         self.default_namespace = Namespace(user_id=user_id, agent_id=agent_id, session_id=session_id)
@@ -120,7 +121,8 @@ class SealAgent:
         self._turn_idle.set()
         self._worker: DeriveWorker | None = None
         self._closed = False
-        if self.config.agent.derive == "background":
+        self._repaired_on_open = (0, 0)
+        if resume_pending and self.config.agent.derive == "background":
             self._resume_pending()
 
     @classmethod
@@ -149,7 +151,7 @@ class SealAgent:
 
         buffer = Buffer.from_config(self.config, self.embedder)
         self.__dict__["buffer"] = buffer
-        self.reconcile()
+        self._repaired_on_open = self.reconcile()
         return buffer
 
     @cached_property
@@ -393,9 +395,19 @@ class SealAgent:
         return self._worker
 
     def _resume_pending(self) -> None:
+        """Queue pending interactions that a stopped process left underived.
+
+        A chat turn without its answer may still be in progress in another
+        process; it is left to `seal-agent reprocess`.  (Deriving one twice is
+        harmless: a derivation replaces the previous one.)
+        """
         pending = self.journal.interactions(derive_status=[DeriveStatus.PENDING])
         for interaction in pending:
-            self._background().submit(interaction.id)
+            complete = interaction.kind is InteractionKind.DOCUMENT or any(
+                m.role == "assistant" for m in interaction.messages
+            )
+            if complete:
+                self._background().submit(interaction.id)
 
     def _derive_quietly(self, interaction_id: str) -> None:
         try:
@@ -412,7 +424,9 @@ class SealAgent:
             p for p in self.journal.probes(interaction_id=interaction_id) if p.source == "caller"
         ]
         try:
-            derivation = self.writer.derive(interaction, write_probes=not caller_probes)
+            derivation = self.writer.derive(
+                interaction, write_probes=not caller_probes, held_out=caller_probes
+            )
         except Exception as exc:
             self.journal.mark_derive_failed(interaction_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -441,7 +455,11 @@ class SealAgent:
         Also repairs the buffer against the journal (see :meth:`reconcile`).
         ``progress`` is called as ``progress(done, total)`` after each one.
         """
+        opened_before = "buffer" in self.__dict__
         reindexed, orphans = self.reconcile()
+        if not opened_before:  # opening the buffer just now repaired it already
+            reindexed += self._repaired_on_open[0]
+            orphans += self._repaired_on_open[1]
         statuses = None if include_done else [DeriveStatus.PENDING, DeriveStatus.FAILED]
         todo = self.journal.interactions(user_id=user_id, agent_id=agent_id, derive_status=statuses)
         derived = failed = 0
@@ -468,9 +486,14 @@ class SealAgent:
             buffer.add(batch)
             self.journal.mark_indexed([e.id for e in batch])
             reindexed += len(batch)
-        in_buffer = sorted(buffer.ids())
-        truth = self.journal.statuses(in_buffer)
-        orphans = [i for i in in_buffer if i not in truth]
+        in_buffer = buffer.ids()
+        # Journal rows the buffer lost (a deleted store, a new collection or server).
+        missing = sorted(self.journal.retrievable_ids() - in_buffer)
+        for start in range(0, len(missing), 500):
+            buffer.add(self.journal.self_edits_by_ids(missing[start : start + 500]))
+        reindexed += len(missing)
+        truth = self.journal.statuses(sorted(in_buffer))
+        orphans = [i for i in sorted(in_buffer) if i not in truth]
         buffer.delete(orphans)
         for status in MemoryStatus:
             ids = [i for i, s in truth.items() if s is status]
@@ -494,7 +517,7 @@ class SealAgent:
         if self._worker is not None:
             if wait:
                 self._worker.join()
-            self._worker.stop()
+            self._worker.stop(cancel_queued=not wait)
         self.journal.close()
 
     def __enter__(self) -> SealAgent:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from seal_agent.errors import BufferStoreError
+from seal_agent.errors import BufferStoreError, ConfigError
 from seal_agent.text import normalize
 from seal_agent.types import Memory, MemoryStatus, Namespace, SelfEdit, SelfEditFormat
 
@@ -66,6 +66,13 @@ class Buffer:
             )
         except Exception as exc:
             raise BufferStoreError(f"could not open collection {config.collection!r}: {exc}") from exc
+        built_with = (self._col.metadata or {}).get("embedder")
+        if built_with and built_with != embedder.name:
+            raise ConfigError(
+                f"collection {config.collection!r} holds embeddings of {built_with!r}, but the "
+                f"configured embedder is {embedder.name!r}: set buffer.collection to a new name "
+                "and run `seal-agent reprocess` to re-index the journal's memories"
+            )
 
     @classmethod
     def from_config(cls, config: SealAgentConfig, embedder: Embedder) -> Buffer:
@@ -84,29 +91,29 @@ class Buffer:
         edits = [e for e in edits if e.retrievable]
         if not edits:
             return
-        vectors = self.embedder.embed([e.text for e in edits])
-        self._call(
-            "upsert",
-            self._col.upsert,
-            ids=[e.id for e in edits],
-            embeddings=vectors,
-            documents=[e.text for e in edits],
-            metadatas=[_metadata(e) for e in edits],
-        )
+        for part in _batches(edits):
+            vectors = self.embedder.embed([e.text for e in part])
+            self._call(
+                "upsert",
+                self._col.upsert,
+                ids=[e.id for e in part],
+                embeddings=vectors,
+                documents=[e.text for e in part],
+                metadatas=[_metadata(e) for e in part],
+            )
 
     def set_status(self, ids: Sequence[str], status: MemoryStatus) -> None:
-        if ids:
+        for part in _batches(list(ids)):
             self._call(
                 "update",
                 self._col.update,
-                ids=list(ids),
-                metadatas=[{"status": status.value} for _ in ids],
+                ids=part,
+                metadatas=[{"status": status.value} for _ in part],
             )
 
     def delete(self, ids: Iterable[str]) -> None:
-        ids = list(ids)
-        for start in range(0, len(ids), 500):
-            self._call("delete", self._col.delete, ids=ids[start : start + 500])
+        for part in _batches(list(ids)):
+            self._call("delete", self._col.delete, ids=part)
 
     # -- reading -------------------------------------------------------------------
     def search(
@@ -183,6 +190,11 @@ class Buffer:
 
     def count(self) -> int:
         return int(self._call("count", self._col.count))
+
+
+def _batches(items: list[Any], size: int = 500) -> list[list[Any]]:
+    """Chroma refuses batches above a server-dependent maximum (5,461 here)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _metadata(edit: SelfEdit) -> dict[str, Any]:

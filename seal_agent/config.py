@@ -90,7 +90,11 @@ class BufferConfig(_Section):
     path: Path | None = Field(None, description="Embedded store; default <home>/chroma.")
     host: str | None = Field(None, description="Chroma server host (HttpClient mode).")
     port: int = Field(8000, ge=1, le=65535)
-    collection: str = Field("seal_agent_memories", pattern=r"^[A-Za-z0-9._-]{3,512}$")
+    collection: str = Field(
+        "seal_agent_memories",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$",
+        description="Chroma collection: 3-512 of [A-Za-z0-9._-], starting and ending alphanumeric.",
+    )
     top_k: int = Field(5, ge=1, le=100)
     # MiniLM cosine similarity of six memory questions to their memories:
     # 0.29-0.69; to unrelated memories: up to 0.30 (docs/configuration.md).
@@ -138,6 +142,9 @@ class SelfEditConfig(_Section):
         ge=0.0,
         le=1.0,
         description="Share of a line's content words that must occur in the source.",
+    )
+    batch_size: int = Field(
+        8, ge=1, le=256, description="Prompts decoded together (bounds memory on long documents)."
     )
     max_source_chars: int = Field(
         1200, ge=100, description="Longer documents are split into chunks of about this size."

@@ -430,6 +430,19 @@ class Journal:
         )
         return {r["id"]: MemoryStatus(r["status"]) for r in rows}
 
+    def retrievable_ids(self) -> set[str]:
+        """Ids of every self-edit that belongs in the buffer (any status)."""
+        return {r[0] for r in self._rows("SELECT id FROM self_edits WHERE retrievable = 1")}
+
+    def self_edits_by_ids(self, ids: Sequence[str]) -> list[SelfEdit]:
+        if not ids:
+            return []
+        rows = self._rows(
+            f"SELECT * FROM self_edits WHERE id IN ({','.join('?' * len(ids))}) ORDER BY rowid",
+            list(ids),
+        )
+        return [_self_edit(r) for r in rows]
+
     def unindexed_self_edits(self, limit: int = 1000) -> list[SelfEdit]:
         """Retrievable self-edits committed here but not yet confirmed in the buffer."""
         rows = self._rows(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -122,7 +123,19 @@ class SelfEditWriter:
         self.config = config
         self.author = author or lm.name
 
-    def derive(self, interaction: Interaction, *, write_probes: bool = True) -> Derivation:
+    def derive(
+        self,
+        interaction: Interaction,
+        *,
+        write_probes: bool = True,
+        held_out: Sequence[Probe] = (),
+    ) -> Derivation:
+        """Self-edits and probes for one interaction.
+
+        ``held_out`` are probes that already exist (the caller's): self-QA
+        items that repeat their questions are dropped like those repeating a
+        model-written probe, so consolidation never trains on its own test.
+        """
         started = time.perf_counter()
         cfg = self.config
         ns = interaction.namespace
@@ -165,7 +178,7 @@ class SelfEditWriter:
         probes: list[Probe] = []
         if write_probes and cfg.probes_per_interaction > 0 and chunks:
             probes = self._write_probes(interaction, chunks, gate)
-        probe_questions = {normalize(p.question) for p in probes}
+        probe_questions = {normalize(p.question) for p in [*probes, *held_out]}
 
         # Sampled self-edits: every chunk x format x sample in one batched call.
         jobs = [
@@ -183,7 +196,9 @@ class SelfEditWriter:
                 stop_on_repeated_line=True,
             )
             prompts = [PROMPTS[fmt].format(source=_one_line(chunk)) for fmt, chunk in jobs]
-            outputs = self.lm.complete(prompts, params)
+            outputs: list[str] = []
+            for start in range(0, len(prompts), cfg.batch_size):
+                outputs += self.lm.complete(prompts[start : start + cfg.batch_size], params)
             for (fmt, _chunk), output in zip(jobs, outputs, strict=True):
                 sample = new_id("smp")
                 for text, grounded in self._items(fmt, output, probe_questions, gate):
@@ -192,7 +207,7 @@ class SelfEditWriter:
 
         report = DeriveReport(
             kept={"statement": len(chunks), "exchange": int(bool(chunks)), **dict(gate.kept)},
-            dropped_source_questions=source != interaction.user_text.strip(),
+            dropped_source_questions=" ".join(source.split()) != " ".join(interaction.user_text.split()),
             dropped=dict(gate.dropped),
             probes=len(probes),
             seconds=round(time.perf_counter() - started, 3),
@@ -233,9 +248,10 @@ class SelfEditWriter:
             stop=("\n\nStatement:", "\n\n"),
             stop_on_repeated_line=True,
         )
-        outputs = self.lm.complete(
-            [PROBE_PROMPT.format(source=_one_line(c)) for c in chunks], params
-        )
+        prompts = [PROBE_PROMPT.format(source=_one_line(c)) for c in chunks]
+        outputs: list[str] = []
+        for start in range(0, len(prompts), self.config.batch_size):
+            outputs += self.lm.complete(prompts[start : start + self.config.batch_size], params)
         source_words = content_words(" ".join(chunks))
         probes: list[Probe] = []
         questions: set[str] = set()

@@ -155,7 +155,14 @@ def negation_mismatch(line: str, source: str) -> bool:
         words = set(text.lower().replace("n't", " not").replace("n’t", " not").split())
         return bool({w.strip(string.punctuation) for w in words} & _NEGATIONS)
 
-    return negates(line) != negates(source)
+    sentences = [x for x in re.split(r"(?<=[.!?;])\s+|\n+|,\s+(?:so|but)\s+", source) if x.strip()]
+    if not sentences:
+        return False
+    # Compare with the source sentence the line draws on most, not the whole
+    # source: "I don't eat meat" must not make "the user has a dog" suspect.
+    words = content_words(line)
+    closest = max(sentences, key=lambda x: len(words & content_words(x)))
+    return negates(line) != negates(closest)
 
 
 def support(line: str, source: str) -> float:

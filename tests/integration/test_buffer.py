@@ -73,3 +73,34 @@ def test_reconcile_repairs_both_directions(make_agent):
     agent.journal.set_status([edits[1].id], MemoryStatus.CONSOLIDATED)
     agent.reconcile()
     assert not any(h.id == edits[1].id for h in agent.recall("where does the user sail", user_id="mo"))
+
+
+def test_an_emptied_store_is_refilled_from_the_journal(make_agent):
+    agent = make_agent(agent={"derive": "off"})
+    _ = agent.buffer
+    _, edits = _seed(agent, ["The user's boat is named Marigold.", "The user sails on Lake Geneva."])
+    agent.reconcile()
+    agent.buffer.delete(agent.buffer.ids())  # the store lost everything it had confirmed
+    assert agent.buffer.ids() == set()
+    report = agent.reprocess()
+    assert report.reindexed == 2
+    assert {e.id for e in edits} == agent.buffer.ids()
+
+
+def test_a_collection_built_by_another_embedder_is_refused(make_agent, embedder, tmp_path):
+    from seal_agent import ConfigError
+    from seal_agent.buffer import Buffer, make_chroma_client
+    from seal_agent.config import load_config
+
+    cfg = load_config(home=tmp_path / "emb")
+    Buffer(make_chroma_client(cfg), embedder, cfg.buffer)  # creates the collection
+
+    class Other:
+        name = "another-embedder"
+        dimension = 8
+
+        def embed(self, texts):
+            return [[0.0] * 8 for _ in texts]
+
+    with pytest.raises(ConfigError, match="new name"):
+        Buffer(make_chroma_client(cfg), Other(), cfg.buffer)

@@ -126,3 +126,36 @@ def test_parsers() -> None:
     assert parse_implications(" a fact\n- another\n\n* third") == ["a fact", "another", "third"]
     assert parse_rewrite(" One. One.\n\nTrailing") == ["One."]
     assert parse_qa(" Q1?\nA: a1\nQ: Q2?\nA: a2\nQ: dangling") == [("Q1?", "a1"), ("Q2?", "a2")]
+
+
+def test_caller_probes_are_held_out_of_self_qa() -> None:
+    from seal_agent.types import Probe
+
+    caller = Probe(
+        id="p1", interaction_id="int_1", namespace=Namespace(user_id="u"),
+        question="What does Ines teach?", answer="Piano", source="caller",
+        created_at=datetime.now(UTC),
+    )
+    lm = ScriptedLM(OUTPUTS)
+    d = SelfEditWriter(lm, SelfEditConfig()).derive(_interaction(), write_probes=False, held_out=[caller])
+    qa = [e.text for e in d.self_edits if e.format is SelfEditFormat.QA]
+    assert not any("What does Ines teach?" in t for t in qa)
+    assert d.report.dropped["overlaps_probe"] == 1
+    assert d.probes == [] and len(lm.calls) == 1  # no probe call: the caller gave them
+
+
+def test_generation_is_batched() -> None:
+    lm = ScriptedLM(OUTPUTS)
+    cfg = SelfEditConfig(samples_per_format=3, batch_size=4, probes_per_interaction=0)
+    SelfEditWriter(lm, cfg).derive(_interaction())
+    assert [len(prompts) for prompts, _ in lm.calls] == [4, 4, 1]  # 9 prompts, 4 at a time
+
+
+def test_negation_is_judged_against_the_closest_sentence() -> None:
+    from seal_agent.text import negation_mismatch
+
+    source = "I have a dog named Rex. I don't eat meat."
+    assert not negation_mismatch("The user has a dog named Rex.", source)
+    assert negation_mismatch("The user eats meat.", source)
+    assert negation_mismatch("The user has no dog named Rex.", source)
+    assert not negation_mismatch("The user does not eat meat.", source)
