@@ -16,9 +16,13 @@ from seal_agent.config import (
     load_config,
 )
 from seal_agent.errors import (
+    AdapterNotFoundError,
     BackendError,
     BufferStoreError,
     ConfigError,
+    ConsolidationBusyError,
+    ConsolidationError,
+    CorruptAdapterError,
     CorruptHomeError,
     EmptyInputError,
     HomeError,
@@ -55,6 +59,7 @@ from seal_agent.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterNotFoundError",
     "AgentConfig",
     "BackendError",
     "Buffer",
@@ -62,6 +67,9 @@ __all__ = [
     "BufferStoreError",
     "ChatResult",
     "ConfigError",
+    "ConsolidationBusyError",
+    "ConsolidationError",
+    "CorruptAdapterError",
     "CorruptHomeError",
     "Derivation",
     "DeriveStatus",

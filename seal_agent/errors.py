@@ -20,7 +20,11 @@ and, where a builtin fits, from that builtin too, so callers can catch either::
     │   ├── ModelNotFoundError (FileNotFoundError)
     │   └── ModelLoadError                  found, but transformers could not load it
     ├── BackendError (LookupError)          unknown or duplicate backend name
-    └── BufferStoreError (RuntimeError)     the vector store failed
+    ├── BufferStoreError (RuntimeError)     the vector store failed
+    └── ConsolidationError (RuntimeError)
+        ├── ConsolidationBusyError          another process consolidates this namespace
+        ├── AdapterNotFoundError (LookupError)
+        └── CorruptAdapterError             files missing or checksums that do not match
 
 Foreign exceptions (sqlite3, chromadb, transformers) are mapped at the edge
 with ``raise ... from exc`` so the cause stays visible.
@@ -29,9 +33,13 @@ with ``raise ... from exc`` so the cause stays visible.
 from __future__ import annotations
 
 __all__ = [
+    "AdapterNotFoundError",
     "BackendError",
     "BufferStoreError",
     "ConfigError",
+    "ConsolidationBusyError",
+    "ConsolidationError",
+    "CorruptAdapterError",
     "CorruptHomeError",
     "EmptyInputError",
     "HomeError",
@@ -120,3 +128,19 @@ class BackendError(SealAgentError, LookupError):
 
 class BufferStoreError(SealAgentError, RuntimeError):
     """The vector store (Chroma) failed."""
+
+
+class ConsolidationError(SealAgentError, RuntimeError):
+    """Consolidation could not run or could not finish."""
+
+
+class ConsolidationBusyError(ConsolidationError):
+    """Another process holds this namespace's consolidation lock."""
+
+
+class AdapterNotFoundError(ConsolidationError, LookupError):
+    """No adapter version with that id or number."""
+
+
+class CorruptAdapterError(ConsolidationError):
+    """An adapter version whose files are missing or fail their checksums."""

@@ -138,6 +138,35 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, agent_id, kind)
     );
     """,
+    # 3: the reward loop's record: every candidate with its reward (the
+    # training set of the later self-edit policy step), and per-interaction
+    # consolidation tries.
+    """
+    CREATE TABLE candidates (
+        id              TEXT PRIMARY KEY,
+        run_id          TEXT NOT NULL REFERENCES consolidation_runs (id) ON DELETE CASCADE,
+        interaction_id  TEXT NOT NULL,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        sample_index    INTEGER NOT NULL,
+        format          TEXT NOT NULL,
+        prompt          TEXT NOT NULL,
+        completion      TEXT NOT NULL,
+        sequences       TEXT NOT NULL DEFAULT '[]',
+        directive       TEXT NOT NULL DEFAULT '{}',
+        policy          TEXT NOT NULL,
+        score_before    REAL,
+        score_after     REAL,
+        reward          REAL,
+        chosen          INTEGER NOT NULL DEFAULT 0,
+        dropped         TEXT NOT NULL DEFAULT '{}',
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX ix_candidates_run ON candidates (run_id);
+    CREATE INDEX ix_candidates_interaction ON candidates (interaction_id);
+    ALTER TABLE interactions ADD COLUMN consolidation_tries INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX ix_adapter_versions_ns ON adapter_versions (user_id, agent_id, kind, version);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -187,6 +216,15 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def transaction(self) -> Any:
+        """A public IMMEDIATE transaction, for stages that must change several
+        tables at once (promotion: adapter version, active pointer, statuses)."""
+        return self._tx()
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read query for stages with their own tables (runs, adapters, candidates)."""
+        return self._rows(sql, args)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

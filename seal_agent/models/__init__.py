@@ -49,6 +49,7 @@ def quiet_model_loading() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF conversion bar
     for name in ("transformers", "sentence_transformers", "chromadb", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

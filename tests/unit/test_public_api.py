@@ -12,6 +12,11 @@ import pytest
 import seal_agent
 
 EXPECTED = {
+    # consolidation errors
+    "AdapterNotFoundError",
+    "ConsolidationBusyError",
+    "ConsolidationError",
+    "CorruptAdapterError",
     # agent and its results
     "SealAgent",
     "ChatResult",
