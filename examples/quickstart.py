@@ -6,7 +6,11 @@ written on a background worker after each answer.
 
 Phase 2 (a new process, new sessions): the same questions are asked with
 memory on (answers come from the buffer) and with memory off (the bare
-model).  Nothing here is scripted: every answer is the 135M model's own, and
+model).
+
+Phase 3 (another process): `consolidate` runs the SEAL reward loop and moves
+the buffered memories into a LoRA adapter; the questions are asked again with
+retrieval turned off, through the adapter and through the base model.  Nothing here is scripted: every answer is the 135M model's own, and
 the script says plainly which answers contain the fact and which do not.
 
     python examples/quickstart.py            # both phases
@@ -105,10 +109,61 @@ def ask(home: Path) -> None:
             "[yellow]Not every answer uses its memory: the default 135M model sometimes ignores "
             "or garbles what it is shown. The retrieved memories above show what it was given.[/]"
         )
-    console.print(
-        "Next: `seal-agent consolidate` will move these memories from the buffer into LoRA weights "
-        "(the consolidation issue)."
-    )
+
+
+
+def consolidate(home: Path) -> None:
+    from seal_agent import SealAgent
+    from seal_agent.models import quiet_model_loading
+
+    quiet_model_loading()
+    console.rule(f"[bold]Phase 3: consolidation (pid {os.getpid()}): from the buffer into the weights")
+    with SealAgent.open(home, user_id=USER, agent={"derive": "off"}) as agent:
+        before = agent.journal.counts(USER)["self_edits"]["buffered"]
+        with console.status("consolidating: sampling candidates, training, scoring probes…") as status:
+
+            def show(event) -> None:
+                reward = "" if event.reward is None else f" reward {event.reward:+.3f}"
+                status.update(
+                    f"interaction {event.interaction}/{event.interactions}: {event.stage}"
+                    f"{' candidate ' + str(event.candidate) if event.candidate else ''}{reward}"
+                )
+
+            report = agent.consolidate(progress=show)
+        console.print(
+            f"run {report.run_id}: {report.status}: {report.reason}\n"
+            f"candidates tried {report.candidates_tried}, chosen {report.chosen}, "
+            f"not positive {report.not_positive}, no probes {report.skipped_no_probes}; "
+            f"{report.tokens_trained} tokens trained in {report.seconds:.0f} s\n"
+            f"probe recall ({report.scorer}, no memory in context): "
+            f"{_num(report.recall_before)} -> {_num(report.recall_after)}"
+        )
+        after = agent.journal.counts(USER)["self_edits"]["buffered"]
+        console.print(f"buffered memories: {before} before, {after} after")
+
+        console.rule("[bold]Phase 3b: the same questions, retrieval OFF")
+        table = Table("question", "weights (adapter)", "base model")
+        learned = 0
+        for n, (question, expected) in enumerate(QUESTIONS):
+            weights = agent.chat(question, session_id=f"w-{n}", retrieval=False)
+            base = agent.chat(question, session_id=f"b-{n}", retrieval=False, weights=False)
+            hit = expected in weights.answer.lower()
+            learned += hit
+            table.add_row(question, _mark(weights.answer, hit), _mark(base.answer, expected in base.answer.lower()))
+        console.print(table)
+        n = len(QUESTIONS)
+        if report.status != "promoted":
+            console.print(f"[yellow]No adapter was promoted ({report.reason}); the answers above "
+                          "come from the base model both times.[/]")
+        console.print(
+            f"[bold]facts answered from the weights alone: {learned}/{n}[/] "
+            + ("" if learned == n else "(the others were not learned well enough to be said "
+               "back; they stay retrievable while buffered, or in the adapter's probe scores)")
+        )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _mark(answer: str, hit: bool, width: int = 140) -> str:
@@ -119,7 +174,7 @@ def _mark(answer: str, hit: bool, width: int = 140) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path(".seal-agent/quickstart"))
-    parser.add_argument("--phase", choices=["all", "tell", "ask"], default="all")
+    parser.add_argument("--phase", choices=["all", "tell", "ask", "consolidate"], default="all")
     args = parser.parse_args()
     home: Path = args.home
     if args.phase in ("all", "tell"):
@@ -132,11 +187,15 @@ def main() -> None:
                 target.unlink()
         tell(home)
     if args.phase == "all":
-        # Phase 2 in a separate process: nothing is carried over but the memory home.
-        cmd = [sys.executable, __file__, "--home", str(home), "--phase", "ask"]
-        raise SystemExit(subprocess.call(cmd))
+        # Phases 2 and 3 in separate processes: nothing carries over but the memory home.
+        for phase in ("ask", "consolidate"):
+            code = subprocess.call([sys.executable, __file__, "--home", str(home), "--phase", phase])
+            if code:
+                raise SystemExit(code)
     if args.phase == "ask":
         ask(home)
+    if args.phase == "consolidate":
+        consolidate(home)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from seal_agent.config import SealAgentConfig, load_config
 from seal_agent.errors import CorruptHomeError, InputTooLongError, MemoryNotFoundError
 from seal_agent.journal import Journal
-from seal_agent.models.base import GenerationParams
+from seal_agent.models.base import AdapterRef, GenerationParams
 from seal_agent.text import clean_input, trim_repetition
 from seal_agent.types import (
     DeriveStatus,
@@ -41,7 +41,9 @@ from seal_agent.types import (
 )
 
 if TYPE_CHECKING:
+    from seal_agent.adapters import AdapterStore
     from seal_agent.buffer import Buffer
+    from seal_agent.consolidation import ConsolidationReport
     from seal_agent.models.base import Embedder, LanguageModel
     from seal_agent.selfedit import SelfEditWriter
     from seal_agent.worker import DeriveWorker
@@ -57,6 +59,7 @@ class ChatResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     answer: str
+    adapter: str | None  # the memory adapter version the answer came through
     interaction_id: str
     namespace: Namespace
     memories: tuple[Memory, ...]
@@ -122,6 +125,7 @@ class SealAgent:
         self._worker: DeriveWorker | None = None
         self._closed = False
         self._repaired_on_open = (0, 0)
+        self._verified: dict[tuple[str, str], tuple[str, AdapterRef | None]] = {}
         if resume_pending and self.config.agent.derive == "background":
             self._resume_pending()
 
@@ -185,9 +189,13 @@ class SealAgent:
         agent_id: str | None = None,
         session_id: str | None = None,
         retrieval: bool | None = None,
+        weights: bool = True,
         metadata: dict[str, Any] | None = None,
     ) -> ChatResult:
+        """One turn.  ``retrieval=False`` answers without buffer memories in the
+        prompt; ``weights=False`` without the namespace's memory adapter."""
         started = time.perf_counter()
+        use_weights = weights
         ns = self._namespace(user_id, agent_id, session_id)
         text = clean_input(message)
         use_retrieval = self.config.agent.retrieval if retrieval is None else retrieval
@@ -212,8 +220,9 @@ class SealAgent:
         try:
             memories = self._recall(text, ns) if use_retrieval else []
             prompt, memories, kept_turns = self._build_prompt(user_msg, memories, history, room)
+            adapter = self._memory_adapter(ns) if use_weights else None
             answer = trim_repetition(
-                self.lm.chat(prompt, GenerationParams(max_new_tokens=max_new))
+                self.lm.chat(prompt, GenerationParams(max_new_tokens=max_new), adapter=adapter)
             )
         finally:
             self._turn_idle.set()
@@ -223,6 +232,7 @@ class SealAgent:
             Message(role="assistant", content=answer),
             {
                 "retrieval": use_retrieval,
+                "adapter": adapter.key if adapter else None,
                 "memories": [m.id for m in memories],
                 "prompt_tokens": prompt_tokens,
                 "model": self.lm.name,
@@ -231,6 +241,7 @@ class SealAgent:
         self._after_logged(interaction.id)
         return ChatResult(
             answer=answer,
+            adapter=adapter.key if adapter else None,
             interaction_id=interaction.id,
             namespace=ns,
             memories=tuple(memories),
@@ -335,13 +346,78 @@ class SealAgent:
         min_similarity: float | None = None,
     ) -> list[Memory]:
         k = top_k or self.config.buffer.top_k
-        hits = self.buffer.search(query, ns, top_k=k, min_similarity=min_similarity)
+        # Hybrid mode (consolidation.drain = false): consolidated memories stay retrievable.
+        wanted = (
+            (MemoryStatus.BUFFERED,)
+            if self.config.consolidation.drain
+            else (MemoryStatus.BUFFERED, MemoryStatus.CONSOLIDATED)
+        )
+        hits = self.buffer.search(
+            query, ns, top_k=k, min_similarity=min_similarity, statuses=wanted
+        )
         truth = self.journal.statuses([h.id for h in hits])
         orphans = [h.id for h in hits if h.id not in truth]
         if orphans:  # forgotten in the journal, a crash kept them in Chroma
             self.buffer.delete(orphans)
-        live = [h for h in hits if truth.get(h.id) is MemoryStatus.BUFFERED]
+        live = [h for h in hits if truth.get(h.id) in wanted]
         return live[:k]
+
+    # -- memory in weights --------------------------------------------------------------
+    @cached_property
+    def adapters(self) -> AdapterStore:
+        from seal_agent.adapters import AdapterStore
+
+        return AdapterStore(self.config.adapters_dir, self.journal)
+
+    def _memory_adapter(self, ns: Namespace) -> AdapterRef | None:
+        """The namespace's active memory adapter, checked once per version.
+
+        Read from the journal on every turn (one indexed query), so a version
+        promoted by another process is used from the next turn on, with no
+        restart.  A version that fails its checksums is refused and the newest
+        good one is used instead (said once in the log).
+        """
+        if not getattr(self.lm, "supports_adapters", False):
+            return None
+        active = self.adapters.active(ns.user_id, ns.agent_id)
+        if active is None:
+            return None
+        cached = self._verified.get((ns.user_id, ns.agent_id))
+        if cached is not None and cached[0] == active.id:
+            return cached[1]
+        version, warnings = self.adapters.loadable(ns.user_id, ns.agent_id)
+        for warning in warnings:
+            log.warning("%s", warning)
+        ref = AdapterRef(key=version.id, path=str(version.path)) if version else None
+        self._verified[(ns.user_id, ns.agent_id)] = (active.id, ref)
+        return ref
+
+    def consolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        k: int | None = None,
+        max_interactions: int | None = None,
+        dry_run: bool = False,
+        progress: Any = None,
+    ) -> ConsolidationReport:
+        """Run the SEAL reward loop for a namespace (see seal_agent.consolidation)."""
+        from seal_agent.consolidation import Consolidator
+
+        ns = self._namespace(user_id, agent_id, None)
+        self.flush()  # derive what is pending first
+        consolidator = self.__dict__.get("_consolidator")
+        if consolidator is None:
+            consolidator = Consolidator(
+                self.config, self.journal, policy=self.lm, store=self.adapters,
+                buffer=self.buffer,
+            )
+            self.__dict__["_consolidator"] = consolidator
+        consolidator.progress = progress or (lambda event: None)
+        return consolidator.run(
+            ns.user_id, ns.agent_id, k=k, max_interactions=max_interactions, dry_run=dry_run
+        )
 
     # -- forgetting ---------------------------------------------------------------------------
     def forget(
@@ -542,6 +618,12 @@ class SealAgent:
             "derive_mode": self.config.agent.derive,
             "counts": self.journal.counts(user_id, agent_id),
             "namespaces": self.journal.namespaces(),
+            "last_run": self.adapters.last_run(user_id, agent_id),
+            "active_adapters": [
+                {"user_id": u, "agent_id": a, "version": v.name, "id": v.id}
+                for u, a in self.adapters.namespaces()
+                if (v := self.adapters.active(u, a)) is not None
+            ],
         }
 
 

@@ -32,6 +32,7 @@ from seal_agent.types import SelfEditFormat
 
 __all__ = [
     "AgentConfig",
+    "ConsolidationConfig",
     "BufferConfig",
     "EmbedderConfig",
     "ModelConfig",
@@ -152,11 +153,63 @@ class SelfEditConfig(_Section):
 
     @model_validator(mode="after")
     def _generated_only(self) -> SelfEditConfig:
-        kept = {SelfEditFormat.STATEMENT, SelfEditFormat.EXCHANGE}
+        kept = {SelfEditFormat.STATEMENT, SelfEditFormat.EXCHANGE, SelfEditFormat.DIRECTIVE}
         bad = [f.value for f in self.formats if f in kept]
         if bad:
-            raise ValueError(f"formats {bad} are always kept; list only generated formats")
+            raise ValueError(
+                f"formats {bad} cannot be derived for the buffer: list implication, rewrite or "
+                "qa (directive self-edits are a consolidation format)"
+            )
         return self
+
+
+class ConsolidationConfig(_Section):
+    """The SEAL reward loop and the gate (docs/consolidation.md has the measurements
+    behind each default)."""
+
+    k: int = Field(3, ge=1, le=32, description="Candidate self-edits sampled per interaction.")
+    temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature of candidates.")
+    formats: list[SelfEditFormat] = Field(
+        default_factory=lambda: [
+            SelfEditFormat.DIRECTIVE,
+            SelfEditFormat.IMPLICATION,
+            SelfEditFormat.REWRITE,
+        ],
+        description="Candidate formats, taken in turn (directive: the model picks its settings).",
+    )
+    scorer: Literal["loglik", "quality"] = Field(
+        "loglik", description="Probe scorer: gold-answer log-likelihood, or greedy-answer quality."
+    )
+    lora_r: int = Field(16, ge=1, le=256)
+    lora_alpha: int = Field(32, ge=1)
+    inner_epochs: int = Field(3, ge=1, le=50, description="Inner-loop epochs (default directive).")
+    inner_lr: float = Field(3e-4, gt=0.0, le=1e-2, description="Inner-loop learning rate.")
+    update_epochs: int = Field(3, ge=1, le=50, description="Epochs of the adapter update.")
+    update_lr: float = Field(3e-4, gt=0.0, le=1e-2)
+    batch_tokens: int = Field(2048, ge=64, description="Token budget of one training batch.")
+    replay: int = Field(16, ge=0, description="Earlier consolidated self-edits replayed per update.")
+    retention_probes: int = Field(16, ge=0, description="Earlier probes checked by the gate.")
+    min_recall_gain: float = Field(
+        0.0, description="Promote only if the new probes' mean score rises by more than this."
+    )
+    max_retention_drop: float = Field(
+        0.1, ge=0.0, description="...and earlier probes' mean score falls by no more than this."
+    )
+    max_tries: int = Field(3, ge=1, description="Runs an interaction may fail before it is rejected.")
+    max_interactions: int | None = Field(None, ge=1, description="Per run; None: all buffered.")
+    drain: bool = Field(
+        True,
+        description="Consolidated memories leave retrieval (False: hybrid, they stay retrievable).",
+    )
+    keep_versions: int = Field(5, ge=1, description="Adapter versions kept by `adapters prune`.")
+    trigger_interactions: int = Field(
+        5, ge=1, description="--watch: consolidate a namespace once it has this many new ones..."
+    )
+    trigger_idle_seconds: float = Field(
+        300.0, ge=0.0, description="...or once it has been idle this long with any buffered."
+    )
+    watch_interval: float = Field(30.0, gt=0.0, description="--watch: seconds between checks.")
+    seed: int | None = Field(0, description="Training seed (None: not seeded).")
 
 
 class AgentConfig(_Section):
@@ -191,6 +244,7 @@ class SealAgentConfig(BaseSettings):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     selfedit: SelfEditConfig = Field(default_factory=SelfEditConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    consolidation: ConsolidationConfig = Field(default_factory=ConsolidationConfig)
 
     _expand_home = field_validator("home")(_expand_user)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from seal_agent.types import SelfEditFormat
 
-__all__ = ["PROBE_PROMPT", "PROMPTS"]
+__all__ = ["DIRECTIVE_PROMPT", "PROBE_PROMPT", "PROMPTS"]
 
 _EX1 = "My sister Ana moved to Lisbon last spring to teach chemistry."
 _EX2 = "I play the bassoon in a community orchestra on Tuesdays."
@@ -58,6 +58,26 @@ A: Tuesdays
 
 Statement: {{source}}
 Q:"""
+
+# SEAL's few-shot domain lets the model choose its own update settings.  The
+# same facts prompt, closed by a "Training:" line the model fills in from a
+# bounded menu (consolidation.Directive); anything off the menu falls back.
+DIRECTIVE_PROMPT = f"""Statement: {_EX1}
+Facts about the user:
+- The user has a sister named Ana.
+- Ana lives in Lisbon.
+- Ana teaches chemistry.
+Training: epochs=3 lr=0.0003 data=facts,statement
+
+Statement: {_EX2}
+Facts about the user:
+- The user plays the bassoon.
+- The orchestra meets on Tuesdays.
+Training: epochs=5 lr=0.0001 data=facts
+
+Statement: {{source}}
+Facts about the user:
+-"""
 
 PROMPTS: dict[SelfEditFormat, str] = {
     SelfEditFormat.IMPLICATION: IMPLICATION_PROMPT,

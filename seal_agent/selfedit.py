@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from seal_agent.config import SelfEditConfig
 from seal_agent.journal import new_id
 from seal_agent.models.base import GenerationParams, LanguageModel
-from seal_agent.prompts import PROBE_PROMPT, PROMPTS
+from seal_agent.prompts import DIRECTIVE_PROMPT, PROBE_PROMPT, PROMPTS
 from seal_agent.text import (
     content_words,
     drop_questions,
@@ -45,7 +45,16 @@ from seal_agent.types import (
     SelfEditFormat,
 )
 
-__all__ = ["Derivation", "SelfEditWriter", "parse_implications", "parse_qa", "parse_rewrite"]
+__all__ = [
+    "Candidate",
+    "Derivation",
+    "Directive",
+    "SelfEditWriter",
+    "parse_directive",
+    "parse_implications",
+    "parse_qa",
+    "parse_rewrite",
+]
 
 _QA_RE = re.compile(r"Q:\s*(?P<q>.+?)\s*\n\s*A:\s*(?P<a>[^\n]+)")
 _VAGUE_ANSWERS = ("not specified", "not mentioned", "unknown", "i don't know", "not stated")
@@ -71,6 +80,81 @@ def parse_qa(text: str) -> list[tuple[str, str]]:
         if question and answer:
             pairs.append((question, answer))
     return pairs
+
+
+# -- directives: the update settings a self-edit may choose ---------------------
+_DIRECTIVE_RE = re.compile(r"^\s*Training:\s*(?P<body>.*)$", re.MULTILINE)
+EPOCH_RANGE = (1, 10)
+LR_RANGE = (1e-5, 3e-3)
+DATA_CHOICES = frozenset({"facts", "statement"})
+
+
+@dataclass(frozen=True)
+class Directive:
+    """Update settings from a bounded menu; what the model got wrong is defaulted."""
+
+    epochs: int | None = None
+    lr: float | None = None
+    data: frozenset[str] = frozenset({"facts", "statement"})
+    fallbacks: tuple[str, ...] = ()  # fields that were missing or off the menu
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "data": sorted(self.data),
+            "fallbacks": list(self.fallbacks),
+        }
+
+
+def parse_directive(text: str) -> tuple[str, Directive]:
+    """Split a directive completion into (facts text, directive).
+
+    ``epochs`` must be an integer in EPOCH_RANGE, ``lr`` a number in LR_RANGE,
+    ``data`` a comma list from DATA_CHOICES; each field that is missing or off
+    the menu is left to the caller's default and named in ``fallbacks``.
+    """
+    match = _DIRECTIVE_RE.search(text)
+    facts = text[: match.start()] if match else text
+    fields: dict[str, str] = {}
+    if match:
+        for part in match.group("body").split():
+            key, _, value = part.partition("=")
+            fields[key.strip().lower()] = value.strip()
+    fallbacks: list[str] = []
+    epochs: int | None = None
+    try:
+        epochs = int(fields["epochs"])
+        if not EPOCH_RANGE[0] <= epochs <= EPOCH_RANGE[1]:
+            raise ValueError
+    except (KeyError, ValueError):
+        epochs = None
+        fallbacks.append("epochs")
+    lr: float | None = None
+    try:
+        lr = float(fields["lr"])
+        if not LR_RANGE[0] <= lr <= LR_RANGE[1]:
+            raise ValueError
+    except (KeyError, ValueError):
+        lr = None
+        fallbacks.append("lr")
+    data = frozenset(x for x in fields.get("data", "").split(",") if x)
+    if not data or not data <= DATA_CHOICES:
+        data = DATA_CHOICES
+        fallbacks.append("data")
+    return facts, Directive(epochs=epochs, lr=lr, data=data, fallbacks=tuple(fallbacks))
+
+
+@dataclass
+class Candidate:
+    """One sampled self-edit for consolidation: its training items and settings."""
+
+    format: SelfEditFormat
+    prompt: str
+    completion: str
+    items: list[str]  # gated training sequences (faithful lines only)
+    directive: Directive | None
+    dropped: dict[str, int]
 
 
 @dataclass
@@ -214,6 +298,78 @@ class SelfEditWriter:
             author=self.author,
         )
         return Derivation(self_edits=edits, probes=probes, report=report)
+
+    def candidates(
+        self,
+        interaction: Interaction,
+        *,
+        k: int,
+        formats: Sequence[SelfEditFormat],
+        temperature: float,
+        held_out: Sequence[Probe] = (),
+    ) -> list[Candidate]:
+        """Sample ``k`` self-edits for the reward loop, formats taken in turn.
+
+        Every line passes the same quality gate as derivation (faithfulness
+        to the user's own words first): a hallucinated fact is dropped and
+        counted before anything is trained on it.
+        """
+        cfg = self.config
+        source = drop_questions(interaction.user_text)
+        if not source:
+            return []
+        chunk = _one_line(split_chunks(source, cfg.max_source_chars)[0])
+        jobs = [formats[i % len(formats)] for i in range(k)]
+        prompts = [
+            (DIRECTIVE_PROMPT if fmt is SelfEditFormat.DIRECTIVE else PROMPTS[fmt]).format(source=chunk)
+            for fmt in jobs
+        ]
+        params = GenerationParams(
+            max_new_tokens=cfg.max_new_tokens + 24,
+            temperature=temperature,
+            top_p=cfg.top_p,
+            stop=("\n\nStatement:", "\nStatement:"),
+            stop_on_repeated_line=True,
+        )
+        outputs: list[str] = []
+        for start in range(0, len(prompts), cfg.batch_size):
+            outputs += self.lm.complete(prompts[start : start + cfg.batch_size], params)
+        probe_questions = {normalize(p.question) for p in held_out}
+        result = []
+        for fmt, prompt, output in zip(jobs, prompts, outputs, strict=True):
+            gate = _Gate(source=source, check_support=cfg.check_support, min_support=cfg.min_support)
+            directive = None
+            body = output
+            if fmt is SelfEditFormat.DIRECTIVE:
+                body, directive = parse_directive(output)
+            else:
+                body = body.split("\n\n")[0]
+            parse_as = SelfEditFormat.IMPLICATION if fmt is SelfEditFormat.DIRECTIVE else fmt
+            items = [
+                text
+                for text, grounded in self._items(parse_as, body, probe_questions, gate)
+                if gate.admit(fmt.value, text, grounded_in=grounded)
+            ]
+            result.append(
+                Candidate(
+                    format=fmt,
+                    prompt=prompt,
+                    completion=output,
+                    items=items,
+                    directive=directive,
+                    dropped=dict(gate.dropped),
+                )
+            )
+        return result
+
+    def probes_for(self, interaction: Interaction) -> list[Probe]:
+        """Model-written probes for an interaction that has none (greedy, gated)."""
+        source = drop_questions(interaction.user_text)
+        if not source or self.config.probes_per_interaction == 0:
+            return []
+        chunks = split_chunks(source, self.config.max_source_chars)
+        gate = _Gate(source=source, check_support=True, min_support=self.config.min_support)
+        return self._write_probes(interaction, chunks, gate)
 
     def _items(
         self, fmt: SelfEditFormat, output: str, probe_questions: set[str], gate: _Gate

@@ -120,6 +120,7 @@ class SelfEditFormat(StrEnum):
     IMPLICATION = "implication"  # an atomic fact implied by the source
     REWRITE = "rewrite"  # the source restated
     QA = "qa"  # a self-written question with its answer
+    DIRECTIVE = "directive"  # facts plus the update settings the model chose (consolidation)
 
 
 class MemoryStatus(StrEnum):

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from seal_agent.cli import chat as _chat
+from seal_agent.cli import consolidate as _consolidate
 from seal_agent.cli import memories as _memories
 from seal_agent.cli import models as _models
 from seal_agent.cli._common import (
@@ -25,8 +26,8 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="seal-agent",
-    help="Persistent agent memory: a buffer that remembers at once, and (next) "
-    "consolidation into LoRA weights.",
+    help="Persistent agent memory: a buffer that remembers at once, and consolidation "
+    "that moves memories into LoRA weights.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -35,6 +36,8 @@ app.command("chat")(_chat.chat)
 app.command("remember")(_chat.remember)
 app.add_typer(_memories.app, name="memories")
 app.add_typer(_models.app, name="models")
+app.command("consolidate")(_consolidate.consolidate)
+app.add_typer(_consolidate.adapters_app, name="adapters")
 
 
 @app.command("status")
@@ -63,6 +66,21 @@ def status(
     table.add_row("  by format", ", ".join(f"{k} {v}" for k, v in sorted(counts["formats"].items())) or "-")
     table.add_row("probes", str(counts["probes"]))
     console.print(table)
+    run = info.get("last_run")
+    if run:
+        m = run["metrics"]
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        last = Table(show_header=False, box=None, title="last consolidation run")
+        last.add_row("run", f"{run['id']} ({run['user_id']}/{run['agent_id']}), {run['status']}"
+                     + (f": {m.get('outcome')}" if m.get("outcome") else ""))
+        last.add_row("started / finished", f"{run['started_at']} / {run.get('finished_at') or '-'}")
+        last.add_row("candidates tried / chosen", f"{m.get('candidates_tried', '-')} / {m.get('chosen', '-')}")
+        last.add_row("recall before -> after", f"{fmt(m.get('recall_before'))} -> {fmt(m.get('recall_after'))}")
+        last.add_row("retention before -> after", f"{fmt(m.get('retention_before'))} -> {fmt(m.get('retention_after'))}")
+        last.add_row("tokens trained / time", f"{m.get('tokens_trained', '-')} / {m.get('seconds', '-')} s")
+        if m.get("error"):
+            last.add_row("error", str(m["error"]))
+        console.print(last)
     if info["namespaces"]:
         ns = Table("user", "agent", "interactions", "last")
         for row in info["namespaces"]:

@@ -28,6 +28,9 @@ def chat(
     no_retrieval: Annotated[
         bool, typer.Option("--no-retrieval", help="Answer without buffer memories in the prompt.")
     ] = False,
+    no_weights: Annotated[
+        bool, typer.Option("--no-weights", help="Answer without the memory adapter (the base model).")
+    ] = False,
     derive: Annotated[
         str | None,
         typer.Option(help="inline | background | off: when self-edits are written."),
@@ -51,7 +54,7 @@ def chat(
         with console.status("loading the model…"):
             _ = ag.lm
         if message is not None:
-            _turn(ag, message, not no_retrieval, show_memories)
+            _turn(ag, message, not no_retrieval, not no_weights, show_memories)
         else:
             console.print("[dim]Type a message; /exit or Ctrl-D to leave.[/]")
             while True:
@@ -65,7 +68,7 @@ def chat(
                 if not line.strip():
                     continue
                 try:
-                    _turn(ag, line, not no_retrieval, show_memories)
+                    _turn(ag, line, not no_retrieval, not no_weights, show_memories)
                 except Exception as exc:  # one bad line must not end the REPL
                     from seal_agent.errors import SealAgentError
 
@@ -77,16 +80,17 @@ def chat(
                 ag.flush()
 
 
-def _turn(ag: object, message: str, retrieval: bool, show_memories: bool) -> None:
+def _turn(ag: object, message: str, retrieval: bool, weights: bool, show_memories: bool) -> None:
     from seal_agent.agent import SealAgent
 
     assert isinstance(ag, SealAgent)
     with console.status("thinking…"):
-        result = ag.chat(message, retrieval=retrieval)
+        result = ag.chat(message, retrieval=retrieval, weights=weights)
     if show_memories and result.memories:
         for m in result.memories:
             console.print(f"[dim]  memory {m.score:.2f}  {m.text}[/]", highlight=False)
-    console.print(f"[bold green]agent>[/] {result.answer}", highlight=False)
+    via = f" [dim](memory adapter {result.adapter})[/]" if result.adapter else ""
+    console.print(f"[bold green]agent>[/] {result.answer}{via}", highlight=False)
 
 
 @friendly_errors

@@ -14,7 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seal_agent.types import Message
 
-__all__ = ["Embedder", "GenerationParams", "LanguageModel", "GREEDY"]
+__all__ = ["AdapterRef", "Embedder", "GenerationParams", "LanguageModel", "GREEDY"]
+
+
+class AdapterRef(BaseModel):
+    """A LoRA adapter to decode with: a stable key (the version id) and its folder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    path: str
 
 
 class GenerationParams(BaseModel):
@@ -44,6 +53,9 @@ class LanguageModel(Protocol):
     """What the agent and the self-edit writer need from a language model."""
 
     name: str
+    # Backends that can decode through a LoRA adapter (memory in weights) say
+    # so; the agent passes ``adapter=`` only to those.
+    supports_adapters: bool
 
     @property
     def context_length(self) -> int:
@@ -56,11 +68,21 @@ class LanguageModel(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def chat(self, messages: Sequence[Message], params: GenerationParams = GREEDY) -> str:
+    def chat(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams = GREEDY,
+        adapter: AdapterRef | None = None,
+    ) -> str:
         """Answer a conversation formatted by the model's own chat template."""
         ...
 
-    def complete(self, prompts: Sequence[str], params: GenerationParams = GREEDY) -> list[str]:
+    def complete(
+        self,
+        prompts: Sequence[str],
+        params: GenerationParams = GREEDY,
+        adapter: AdapterRef | None = None,
+    ) -> list[str]:
         """Continue raw prompts (few-shot completion), batched where the backend can."""
         ...
 

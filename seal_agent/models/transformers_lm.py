@@ -10,11 +10,12 @@ loaded instance instead of loading the base again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from seal_agent.errors import InputTooLongError, ModelLoadError
-from seal_agent.models.base import GREEDY, GenerationParams
+from seal_agent.models.base import GREEDY, AdapterRef, GenerationParams
 from seal_agent.models.packaged import prepare_language_model, resolve_language_model
 from seal_agent.text import normalize
 from seal_agent.types import Message
@@ -63,6 +64,11 @@ class TransformersLM:
         self._context_length = min(own, max_context) if max_context else own
         # Sampling seeds touch torch's global RNG; keep seeded calls apart.
         self._rng_lock = threading.Lock()
+        # One decoding at a time per instance: adapters are switched in place.
+        self._gen_lock = threading.RLock()
+        self._peft: Any = None
+        self._adapter_lru: list[str] = []
+        self.max_loaded_adapters = 4
 
     @classmethod
     def from_config(cls, config: SealAgentConfig) -> TransformersLM:
@@ -94,48 +100,112 @@ class TransformersLM:
     def count_chat_tokens(self, messages: Sequence[Message]) -> int:
         return self.count_tokens(self.format_chat(messages))
 
-    # -- generation ------------------------------------------------------------
-    def chat(self, messages: Sequence[Message], params: GenerationParams = GREEDY) -> str:
-        return self._generate([self.format_chat(messages)], params)[0]
+    # -- adapters --------------------------------------------------------------
+    supports_adapters = True
 
-    def complete(self, prompts: Sequence[str], params: GenerationParams = GREEDY) -> list[str]:
-        return self._generate(list(prompts), params)
+    @contextmanager
+    def _using(self, adapter: AdapterRef | None) -> Iterator[Any]:
+        """The model to decode with: the base, or the base with one LoRA adapter.
 
-    def _generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
-        import torch
-        from transformers import StoppingCriteriaList
-
-        if not prompts:
-            return []
-        tok = self.tokenizer
-        tok.padding_side = "left"  # batched decoding needs the prompts right-aligned
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_len = enc["input_ids"].shape[1]
-        budget = self.context_length - prompt_len
-        if budget < 1:
-            raise InputTooLongError(
-                f"prompt of {prompt_len} tokens leaves no room in a {self.context_length}-token context"
-            )
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": min(params.max_new_tokens, budget),
-            "pad_token_id": tok.pad_token_id,
-            "do_sample": not params.greedy,
-        }
-        if not params.greedy:
-            kwargs["temperature"] = params.temperature
-            kwargs["top_p"] = params.top_p
-        criteria = _StopCriteria(tok, prompt_len, params.stop, params.stop_on_repeated_line)
-        if criteria.active:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
-        with torch.inference_mode():
-            if params.seed is not None and not params.greedy:
-                with self._rng_lock:
-                    torch.manual_seed(params.seed)
-                    out = self.model.generate(**enc, **kwargs)
+        PEFT injects adapters into the loaded modules, so switching is cheap
+        (no reload) but global to this instance: callers hold ``_gen_lock``.
+        """
+        if adapter is None:
+            if self._peft is None:
+                yield self.model
             else:
-                out = self.model.generate(**enc, **kwargs)
-        texts = tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
-        return [_cut(t, params.stop, params.stop_on_repeated_line) for t in texts]
+                with self._peft.disable_adapter():
+                    yield self._peft
+            return
+        peft_model = self._load_adapter(adapter)
+        peft_model.set_adapter(adapter.key)
+        yield peft_model
+
+    def _load_adapter(self, adapter: AdapterRef) -> Any:
+        from peft import PeftModel
+
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(
+                self.model, adapter.path, adapter_name=adapter.key, is_trainable=False
+            )
+            self._peft.eval()
+        elif adapter.key not in self._peft.peft_config:
+            self._peft.load_adapter(adapter.path, adapter_name=adapter.key, is_trainable=False)
+        self._adapter_lru = [k for k in self._adapter_lru if k != adapter.key] + [adapter.key]
+        while len(self._adapter_lru) > self.max_loaded_adapters:
+            old = self._adapter_lru.pop(0)
+            self._peft.delete_adapter(old)
+        return self._peft
+
+    # -- generation ------------------------------------------------------------
+    def chat(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams = GREEDY,
+        adapter: AdapterRef | None = None,
+    ) -> str:
+        return self._generate([self.format_chat(messages)], params, adapter)[0]
+
+    def complete(
+        self,
+        prompts: Sequence[str],
+        params: GenerationParams = GREEDY,
+        adapter: AdapterRef | None = None,
+    ) -> list[str]:
+        return self._generate(list(prompts), params, adapter)
+
+    def _generate(
+        self, prompts: list[str], params: GenerationParams, adapter: AdapterRef | None
+    ) -> list[str]:
+        with self._gen_lock, self._using(adapter) as model:
+            return generate(
+                model, self.tokenizer, prompts, params, self.context_length, self._rng_lock
+            )
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    params: GenerationParams,
+    context_length: int,
+    rng_lock: threading.Lock | None = None,
+) -> list[str]:
+    """Batched decoding of raw prompts with any causal LM (base or PEFT-wrapped)."""
+    import torch
+    from transformers import StoppingCriteriaList
+
+    if not prompts:
+        return []
+    tok = tokenizer
+    tok.padding_side = "left"  # batched decoding needs the prompts right-aligned
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    prompt_len = enc["input_ids"].shape[1]
+    budget = context_length - prompt_len
+    if budget < 1:
+        raise InputTooLongError(
+            f"prompt of {prompt_len} tokens leaves no room in a {context_length}-token context"
+        )
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": min(params.max_new_tokens, budget),
+        "pad_token_id": tok.pad_token_id,
+        "do_sample": not params.greedy,
+    }
+    if not params.greedy:
+        kwargs["temperature"] = params.temperature
+        kwargs["top_p"] = params.top_p
+    criteria = _StopCriteria(tok, prompt_len, params.stop, params.stop_on_repeated_line)
+    if criteria.active:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
+    with torch.inference_mode():
+        if params.seed is not None and not params.greedy:
+            with rng_lock or threading.Lock():
+                torch.manual_seed(params.seed)
+                out = model.generate(**enc, **kwargs)
+        else:
+            out = model.generate(**enc, **kwargs)
+    texts = tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+    return [_cut(t, params.stop, params.stop_on_repeated_line) for t in texts]
 
 
 def _cut(text: str, stops: Sequence[str], repeated_line: bool) -> str:

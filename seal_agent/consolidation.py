@@ -1,0 +1,570 @@
+"""Consolidation: the SEAL reward loop moves a namespace's buffered memories
+into a LoRA adapter, and measures the move.
+
+For each buffered interaction of a (user, agent) namespace:
+
+1. candidates: the self-edit policy samples k self-edits (directive,
+   implications, rewrite ...); every line is checked against the user's own
+   words before anything is trained on it;
+2. inner loop: for each candidate, a temporary LoRA starts from the
+   namespace's current memory adapter, trains on the candidate plus the
+   user's statement, and answers the interaction's probe questions with no
+   memory in context; reward = probe score after - before;
+3. selection: the best candidate wins if its reward is positive; otherwise the
+   interaction stays buffered (and is given up after ``max_tries`` runs).
+   Every candidate and its reward is kept in the journal;
+then, for the namespace:
+4. update: the next adapter trains on all winners plus a replay sample of
+   earlier consolidated self-edits;
+5. gate: promoted only if recall on the new probes rose and retention on
+   earlier probes held;
+6. promotion: written, checksummed and renamed into place, then activated in
+   one journal transaction that also marks the memories consolidated; the
+   buffer follows (drain), and `reconcile` repairs it if a crash intervened.
+
+A run holds the namespace's lock (a killed run never leaves it stuck) and
+changes nothing the agent uses until the promotion transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from seal_agent.config import SealAgentConfig
+from seal_agent.journal import Journal, new_id
+from seal_agent.types import Interaction, MemoryStatus, Namespace, Probe, SelfEditFormat
+
+if TYPE_CHECKING:
+    from seal_agent.adapters import AdapterStore, AdapterVersion
+    from seal_agent.buffer import Buffer
+    from seal_agent.models.transformers_lm import TransformersLM
+    from seal_agent.reward import Scorer
+    from seal_agent.selfedit import Candidate, SelfEditWriter
+    from seal_agent.training import LoraTrainer
+
+__all__ = [
+    "CandidateResult",
+    "ConsolidationReport",
+    "Consolidator",
+    "InteractionResult",
+    "ProgressEvent",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CandidateResult(_Frozen):
+    format: str
+    items: int
+    directive: dict[str, Any] | None
+    score_after: float | None
+    reward: float | None
+    tokens: int
+    seconds: float
+
+
+class InteractionResult(_Frozen):
+    interaction_id: str
+    probes: int
+    score_before: float | None
+    candidates: tuple[CandidateResult, ...]
+    chosen: int | None  # index into candidates
+    outcome: str  # chosen | not_positive | given_up | no_probes | no_candidates
+
+
+class ConsolidationReport(_Frozen):
+    run_id: str | None
+    namespace: Namespace
+    status: str  # promoted | gate_rejected | nothing_to_promote | empty | dry_run
+    reason: str
+    interactions: tuple[InteractionResult, ...] = ()
+    candidates_tried: int = 0
+    chosen: int = 0
+    not_positive: int = 0
+    given_up: int = 0
+    skipped_no_probes: int = 0
+    directive_fallbacks: dict[str, int] = Field(default_factory=dict)
+    lines_dropped: dict[str, int] = Field(default_factory=dict)
+    recall_before: float | None = None
+    recall_after: float | None = None
+    retention_before: float | None = None
+    retention_after: float | None = None
+    retention_probes: int = 0
+    version: int | None = None
+    version_id: str | None = None
+    parent_version: int | None = None
+    scorer: str = ""
+    tokens_trained: int = 0
+    seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def promoted(self) -> bool:
+        return self.status == "promoted"
+
+
+class ProgressEvent(_Frozen):
+    """What the loop is doing now (the CLI draws it; a library caller may log it)."""
+
+    stage: str  # probes | candidates | train | score | update | gate | promote | staged | done
+    interaction: int = 0  # 1-based position in this run
+    interactions: int = 0
+    candidate: int = 0
+    candidates: int = 0
+    reward: float | None = None
+    message: str = ""
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+class Consolidator:
+    """Runs the reward loop for one namespace at a time.
+
+    The policy model samples candidates (the agent's loaded model is fine);
+    the trainer holds a *separate* copy of the base wrapped with LoRA, so chat
+    keeps working while a consolidation trains.
+    """
+
+    def __init__(
+        self,
+        config: SealAgentConfig,
+        journal: Journal,
+        *,
+        policy: TransformersLM,
+        writer: SelfEditWriter | None = None,
+        trainer: LoraTrainer | None = None,
+        store: AdapterStore | None = None,
+        buffer: Buffer | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        from seal_agent.adapters import AdapterStore
+        from seal_agent.reward import make_scorer
+        from seal_agent.selfedit import SelfEditWriter
+
+        self.config = config
+        self.cfg = config.consolidation
+        self.journal = journal
+        self.policy = policy
+        self.writer = writer or SelfEditWriter(policy, config.selfedit)
+        self._trainer = trainer
+        self.store = store or AdapterStore(config.adapters_dir, journal)
+        self.buffer = buffer
+        self.progress = progress or (lambda event: None)
+        self.scorer: Scorer = make_scorer(
+            self.cfg.scorer, policy.tokenizer, config.agent.system_prompt
+        )
+
+    @property
+    def trainer(self) -> LoraTrainer:
+        """A second copy of the base (fast from the safetensors cache), LoRA-wrapped once."""
+        if self._trainer is None:
+            from transformers import AutoModelForCausalLM
+
+            from seal_agent.training import LoraSettings, LoraTrainer
+
+            base = AutoModelForCausalLM.from_pretrained(self.policy.source)
+            self._trainer = LoraTrainer(
+                base,
+                self.policy.tokenizer,
+                LoraSettings(r=self.cfg.lora_r, alpha=self.cfg.lora_alpha),
+            )
+        return self._trainer
+
+    # -- the run -------------------------------------------------------------------
+    def run(
+        self,
+        user_id: str,
+        agent_id: str = "default",
+        *,
+        k: int | None = None,
+        max_interactions: int | None = None,
+        dry_run: bool = False,
+    ) -> ConsolidationReport:
+        ns = Namespace(user_id=user_id, agent_id=agent_id)
+        with self.store.lock(user_id, agent_id):
+            self.store.cleanup(user_id, agent_id)
+            self.store.mark_abandoned_runs()
+            self._open_run: str | None = None
+            try:
+                return self._run_locked(ns, k or self.cfg.k, max_interactions, dry_run)
+            except BaseException as exc:  # the run is over: say how it ended
+                if self._open_run is not None:
+                    self.store.finish_run(
+                        None, self._open_run, "failed", {"error": f"{type(exc).__name__}: {exc}"}
+                    )
+                raise
+
+    def _run_locked(
+        self, ns: Namespace, k: int, max_interactions: int | None, dry_run: bool
+    ) -> ConsolidationReport:
+        started = time.perf_counter()
+        cfg = self.cfg
+        todo = self.buffered_interactions(ns, max_interactions or cfg.max_interactions)
+        if not todo:
+            return ConsolidationReport(
+                run_id=None, namespace=ns, status="empty",
+                reason="the buffer holds nothing to consolidate for this namespace",
+                scorer=self.scorer.name,
+            )
+        run_id = self.store.start_run(
+            ns.user_id, ns.agent_id, {"config": self.config.public_dict(), "pid": os.getpid(),
+                                      "dry_run": dry_run}
+        )
+        self._open_run = run_id
+        version, warnings = self.store.loadable(ns.user_id, ns.agent_id)
+        trainer = self.trainer
+        start_state = trainer.load(version.path) if version is not None else None
+        trainer.reset(start_state)
+        retention = self._retention_probes(ns)
+        retention_before = _mean(self.scorer.score(trainer.model, retention)) if retention else None
+
+        results: list[InteractionResult] = []
+        winners: list[tuple[Interaction, Candidate, list[str], list[Probe], float]] = []
+        tokens = 0
+        fallbacks: Counter[str] = Counter()
+        dropped: Counter[str] = Counter()
+        for n, (interaction, tries) in enumerate(todo, 1):
+            emit = self._emitter(n, len(todo))
+            emit("probes", message=interaction.id)
+            probes = self._probes(interaction)
+            if not probes:
+                results.append(InteractionResult(
+                    interaction_id=interaction.id, probes=0, score_before=None,
+                    candidates=(), chosen=None, outcome="no_probes"))
+                continue
+            qa = [(p.question, p.answer) for p in probes]
+            emit("candidates")
+            candidates = self.writer.candidates(
+                interaction, k=k, formats=cfg.formats, temperature=cfg.temperature, held_out=probes
+            )
+            statements = [
+                e.text for e in self.journal.self_edits(interaction_id=interaction.id)
+                if e.format is SelfEditFormat.STATEMENT
+            ]
+            trainer.reset(start_state)
+            before = _mean(self.scorer.score(trainer.model, qa))
+            scored: list[CandidateResult] = []
+            rows: list[dict[str, Any]] = []
+            for j, cand in enumerate(candidates, 1):
+                dropped.update(cand.dropped)
+                if cand.directive is not None:
+                    fallbacks.update(cand.directive.fallbacks)
+                sequences = self._sequences(cand, statements)
+                emit("train", candidate=j, candidates=len(candidates))
+                t0 = time.perf_counter()
+                after = reward = None
+                stats_tokens = 0
+                if cand.items:  # a candidate whose every line was dropped earns nothing
+                    trainer.reset(start_state)
+                    stats = trainer.train(sequences, self._settings(cand, update=False))
+                    stats_tokens = stats.tokens
+                    after = _mean(self.scorer.score(trainer.model, qa))
+                    reward = after - before
+                tokens += stats_tokens
+                emit("score", candidate=j, candidates=len(candidates), reward=reward)
+                scored.append(CandidateResult(
+                    format=cand.format.value, items=len(cand.items),
+                    directive=cand.directive.as_dict() if cand.directive else None,
+                    score_after=after, reward=reward, tokens=stats_tokens,
+                    seconds=round(time.perf_counter() - t0, 3)))
+                rows.append({"cand": cand, "sequences": sequences, "after": after, "reward": reward})
+            best = max(
+                (i for i, c in enumerate(scored) if c.reward is not None),
+                key=lambda i: scored[i].reward or 0.0, default=None,
+            )
+            if best is not None and (scored[best].reward or 0.0) > 0.0:
+                outcome = "chosen"
+                winners.append((interaction, rows[best]["cand"], rows[best]["sequences"], probes, before))
+            elif not candidates or best is None:
+                outcome = "no_candidates"
+            else:
+                outcome = "given_up" if tries + 1 >= cfg.max_tries else "not_positive"
+            chosen = best if outcome == "chosen" else None
+            self._record_candidates(run_id, interaction, rows, before, chosen)
+            results.append(InteractionResult(
+                interaction_id=interaction.id, probes=len(probes), score_before=before,
+                candidates=tuple(scored), chosen=chosen, outcome=outcome))
+
+        counts = Counter(r.outcome for r in results)
+        base_report: dict[str, Any] = {
+            "run_id": run_id, "namespace": ns, "interactions": tuple(results),
+            "candidates_tried": sum(len(r.candidates) for r in results),
+            "chosen": counts["chosen"], "not_positive": counts["not_positive"],
+            "given_up": counts["given_up"], "skipped_no_probes": counts["no_probes"],
+            "directive_fallbacks": dict(fallbacks), "lines_dropped": dict(dropped),
+            "retention_before": retention_before, "retention_probes": len(retention),
+            "parent_version": version.version if version else None,
+            "scorer": self.scorer.name, "warnings": tuple(warnings),
+        }
+        failed_ids = [r.interaction_id for r in results if r.outcome in ("not_positive", "given_up", "no_candidates")]
+        if not winners:
+            if not dry_run:
+                self._count_tries(failed_ids)
+            status = "dry_run" if dry_run else "nothing_to_promote"
+            self._finish(run_id, status, base_report, tokens, started)
+            return ConsolidationReport(
+                **base_report, status=status,
+                reason="no candidate raised its probes' score; the memories stay buffered",
+                tokens_trained=tokens, seconds=round(time.perf_counter() - started, 2))
+
+        # -- update: the next adapter, from the current memory state --------------
+        self._emitter(len(todo), len(todo))("update", message=f"{len(winners)} winners")
+        trainer.reset(start_state)
+        sequences = [s for _, _, seqs, _, _ in winners for s in seqs] + self._replay(ns)
+        stats = trainer.train(sequences, self._settings(None, update=True))
+        tokens += stats.tokens
+        new_qa = [(p.question, p.answer) for _, _, _, probes, _ in winners for p in probes]
+        recall_after = _mean(self.scorer.score(trainer.model, new_qa))
+        recall_before = _mean([
+            b for _, _, _, probes, b in winners for _ in probes
+        ])  # per-probe weight, as recall_after
+        retention_after = _mean(self.scorer.score(trainer.model, retention)) if retention else None
+        self._emitter(len(todo), len(todo))("gate")
+        gain = recall_after - recall_before
+        drop = (retention_before - retention_after) if retention_after is not None and retention_before is not None else 0.0
+        metrics = {
+            **{k: v for k, v in base_report.items() if k in (
+                "candidates_tried", "chosen", "not_positive", "given_up", "skipped_no_probes",
+                "directive_fallbacks", "lines_dropped", "retention_probes", "scorer")},
+            "recall_before": recall_before, "recall_after": recall_after,
+            "retention_before": retention_before, "retention_after": retention_after,
+            "tokens_trained": tokens,
+        }
+        report = {**base_report, "recall_before": recall_before, "recall_after": recall_after,
+                  "retention_after": retention_after}
+        if gain <= cfg.min_recall_gain or drop > cfg.max_retention_drop:
+            reason = (
+                f"recall gain {gain:+.3f} does not clear {cfg.min_recall_gain:+.3f}"
+                if gain <= cfg.min_recall_gain
+                else f"retention fell by {drop:.3f} (tolerance {cfg.max_retention_drop:.3f})"
+            )
+            if not dry_run:
+                self._count_tries(failed_ids + [i.id for i, *_ in winners])
+            status = "dry_run" if dry_run else "gate_rejected"
+            self._finish(run_id, status, metrics, tokens, started)
+            return ConsolidationReport(**report, status=status, reason=reason,
+                                       tokens_trained=tokens,
+                                       seconds=round(time.perf_counter() - started, 2))
+        if dry_run:
+            self._finish(run_id, "dry_run", metrics, tokens, started)
+            return ConsolidationReport(**report, status="dry_run",
+                                       reason="the gate would promote this adapter (dry run)",
+                                       tokens_trained=tokens,
+                                       seconds=round(time.perf_counter() - started, 2))
+
+        # -- promotion: files first, then one transaction -------------------------
+        self._emitter(len(todo), len(todo))("promote")
+        metrics["seconds"] = round(time.perf_counter() - started, 2)
+        staged = self.store.stage(
+            ns.user_id, ns.agent_id, "memory", trainer.save,
+            config=self.config.public_dict(), metrics=metrics, run_id=run_id,
+            parent_id=version.id if version else None,
+        )
+        self._emitter(len(todo), len(todo))("staged", message=staged.name)
+        moved = self._consolidated_ids([i.id for i, *_ in winners])
+        new_rows = self._winner_rows(winners)
+
+        def commit(conn: Any) -> None:
+            now = datetime.now(UTC).isoformat(timespec="microseconds")
+            conn.executemany(
+                "UPDATE self_edits SET status = 'consolidated', updated_at = ? WHERE id = ?",
+                [(now, i) for i in moved],
+            )
+            conn.executemany(
+                "INSERT INTO self_edits (id, interaction_id, user_id, agent_id, session_id, format, "
+                "text, status, author, sample_id, retrievable, indexed, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'consolidated', ?, ?, 0, 1, ?, ?)",
+                [(*row, now, now) for row in new_rows],
+            )
+            conn.executemany(
+                "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 WHERE id = ?",
+                [(i,) for i in failed_ids],
+            )
+            self.store.finish_run(conn, run_id, "promoted", {**metrics, "outcome": "promoted"})
+
+        promoted = self.store.promote(staged, also=commit)
+        self._open_run = None
+        if self.buffer is not None:
+            # The journal is already right; a crash here leaves only status drift,
+            # which SealAgent.reconcile() repairs.
+            self.buffer.set_status(moved, MemoryStatus.CONSOLIDATED)
+        self._emitter(len(todo), len(todo))("done", message=f"v{promoted.version}")
+        return ConsolidationReport(
+            **report, status="promoted",
+            reason=f"recall {recall_before:.3f} -> {recall_after:.3f}" + (
+                f", retention {retention_before:.3f} -> {retention_after:.3f}"
+                if retention_before is not None and retention_after is not None else ""),
+            version=promoted.version, version_id=promoted.id,
+            tokens_trained=tokens, seconds=round(time.perf_counter() - started, 2))
+
+    # -- pieces ----------------------------------------------------------------------
+    def buffered_interactions(
+        self, ns: Namespace, limit: int | None
+    ) -> list[tuple[Interaction, int]]:
+        """Interactions with buffered memories, oldest first, not yet given up."""
+        rows = self.journal.execute(
+            "SELECT i.id, i.consolidation_tries FROM interactions i "
+            "WHERE i.user_id = ? AND i.agent_id = ? AND i.derive_status = 'done' "
+            "AND i.consolidation_tries < ? AND EXISTS (SELECT 1 FROM self_edits e "
+            "WHERE e.interaction_id = i.id AND e.status = 'buffered' AND e.format = 'statement') "
+            "ORDER BY i.rowid" + (f" LIMIT {int(limit)}" if limit else ""),
+            (ns.user_id, ns.agent_id, self.cfg.max_tries),
+        )
+        return [(self.journal.get_interaction(r[0]), int(r[1])) for r in rows]
+
+    def _probes(self, interaction: Interaction) -> list[Probe]:
+        probes = self.journal.probes(interaction_id=interaction.id)
+        if probes:
+            return probes
+        # Interactions derived without probes: write them now (kept for later runs).
+        written = self.writer.probes_for(interaction)
+        if written:
+            with self.journal.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO probes (id, interaction_id, user_id, agent_id, session_id, "
+                    "question, answer, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'model', ?)",
+                    [(p.id, p.interaction_id, p.namespace.user_id, p.namespace.agent_id,
+                      p.namespace.session_id, p.question, p.answer, p.created_at.isoformat())
+                     for p in written],
+                )
+        return written
+
+    def _sequences(self, cand: Candidate, statements: list[str]) -> list[str]:
+        """The candidate's lines plus the user's own statement (the raw source).
+
+        The user's half of the exchange, not the assistant's: a small model's
+        answer is not a fact about the user.  A directive may leave either out.
+        """
+        data = cand.directive.data if cand.directive else frozenset({"facts", "statement"})
+        seqs = list(cand.items) if "facts" in data else []
+        if "statement" in data:
+            seqs += statements
+        return seqs
+
+    def _settings(self, cand: Candidate | None, *, update: bool) -> Any:
+        from seal_agent.training import TrainSettings
+
+        cfg = self.cfg
+        epochs = cfg.update_epochs if update else cfg.inner_epochs
+        lr = cfg.update_lr if update else cfg.inner_lr
+        if cand is not None and cand.directive is not None:
+            epochs = cand.directive.epochs or epochs
+            lr = cand.directive.lr or lr
+        return TrainSettings(epochs=epochs, lr=lr, batch_tokens=cfg.batch_tokens, seed=cfg.seed)
+
+    def _retention_probes(self, ns: Namespace) -> list[tuple[str, str]]:
+        rows = self.journal.execute(
+            "SELECT p.question, p.answer FROM probes p WHERE p.user_id = ? AND p.agent_id = ? "
+            "AND EXISTS (SELECT 1 FROM self_edits e WHERE e.interaction_id = p.interaction_id "
+            "AND e.status = 'consolidated') ORDER BY p.rowid",
+            (ns.user_id, ns.agent_id),
+        )
+        pairs = [(r[0], r[1]) for r in rows]
+        rng = random.Random(self.cfg.seed)
+        return rng.sample(pairs, min(len(pairs), self.cfg.retention_probes))
+
+    def _replay(self, ns: Namespace) -> list[str]:
+        texts = [
+            e.text
+            for e in self.journal.self_edits(
+                user_id=ns.user_id, agent_id=ns.agent_id, status=[MemoryStatus.CONSOLIDATED]
+            )
+            if e.format is not SelfEditFormat.EXCHANGE
+        ]
+        rng = random.Random(self.cfg.seed)
+        return rng.sample(texts, min(len(texts), self.cfg.replay))
+
+    def _consolidated_ids(self, interaction_ids: Sequence[str]) -> list[str]:
+        return [
+            e.id
+            for iid in interaction_ids
+            for e in self.journal.self_edits(interaction_id=iid, status=[MemoryStatus.BUFFERED])
+        ]
+
+    def _winner_rows(self, winners: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        rows = []
+        for interaction, cand, _seqs, _probes, _before in winners:
+            ns = interaction.namespace
+            fmt = SelfEditFormat.IMPLICATION if cand.format is SelfEditFormat.DIRECTIVE else cand.format
+            sample = new_id("smp")
+            for item in cand.items:
+                rows.append((new_id("mem"), interaction.id, ns.user_id, ns.agent_id, ns.session_id,
+                             fmt.value, item, self.writer.author, sample))
+        return rows
+
+    def _record_candidates(
+        self, run_id: str, interaction: Interaction, rows: list[dict[str, Any]],
+        before: float, chosen: int | None,
+    ) -> None:
+        """Every (prompt, candidate, directive, reward): the later policy step's data."""
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        ns = interaction.namespace
+        with self.journal.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO candidates (id, run_id, interaction_id, user_id, agent_id, "
+                "sample_index, format, prompt, completion, sequences, directive, policy, "
+                "score_before, score_after, reward, chosen, dropped, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (new_id("cnd"), run_id, interaction.id, ns.user_id, ns.agent_id, j,
+                     r["cand"].format.value, r["cand"].prompt, r["cand"].completion,
+                     json.dumps(r["sequences"]),
+                     json.dumps(r["cand"].directive.as_dict() if r["cand"].directive else {}),
+                     self.writer.author, before, r["after"], r["reward"], int(j == chosen),
+                     json.dumps(r["cand"].dropped), now)
+                    for j, r in enumerate(rows)
+                ],
+            )
+
+    def _count_tries(self, interaction_ids: Sequence[str]) -> None:
+        if interaction_ids:
+            with self.journal.transaction() as conn:
+                conn.executemany(
+                    "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 "
+                    "WHERE id = ?",
+                    [(i,) for i in interaction_ids],
+                )
+
+    def _finish(self, run_id: str, outcome: str, metrics: dict[str, Any], tokens: int,
+                started: float) -> None:
+        clean = {k: v for k, v in metrics.items() if k not in ("namespace", "interactions")}
+        clean.update(outcome=outcome, tokens_trained=tokens,
+                     seconds=round(time.perf_counter() - started, 2))
+        status = _RUN_STATUS.get(outcome, "rejected")
+        self.store.finish_run(None, run_id, status, json.loads(json.dumps(clean, default=str)))
+        self._open_run = None
+
+    def _emitter(self, n: int, total: int) -> Callable[..., None]:
+        def emit(stage: str, **fields: Any) -> None:
+            self.progress(ProgressEvent(stage=stage, interaction=n, interactions=total, **fields))
+
+        return emit
+
+
+# consolidation_runs.status for each outcome (the outcome itself is kept in metrics)
+_RUN_STATUS = {
+    "promoted": "promoted",
+    "gate_rejected": "rejected",
+    "nothing_to_promote": "rejected",
+    "dry_run": "skipped",
+}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def active_version(store: AdapterStore, ns: Namespace) -> AdapterVersion | None:
+    return store.active(ns.user_id, ns.agent_id)
