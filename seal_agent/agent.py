@@ -452,6 +452,15 @@ class SealAgent:
                 check_id(user_id, "user_id"),
                 check_id(agent_id, "agent_id") if agent_id is not None else None,
             )
+            # The journal no longer knows these adapters; their folders go too.
+            folder = self.config.adapters_dir / user_id
+            if agent_id is not None:
+                folder = folder / agent_id
+            if folder.is_dir():
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+            self._verified = {k: v for k, v in self._verified.items() if k[0] != user_id}
         self.buffer.delete(ids)
         return len(ids)
 

@@ -537,6 +537,7 @@ class Journal:
             cur = db.execute("DELETE FROM interactions WHERE id = ?", (interaction_id,))
             if cur.rowcount == 0:
                 raise MemoryNotFoundError(f"no interaction with id {interaction_id!r}")
+            db.execute("DELETE FROM candidates WHERE interaction_id = ?", (interaction_id,))
         return ids
 
     def forget_namespace(self, user_id: str, agent_id: str | None = None) -> list[str]:
@@ -552,6 +553,12 @@ class Journal:
                 )
             ids = [r[0] for r in db.execute(f"SELECT id FROM self_edits WHERE {clause}", args)]
             db.execute(f"DELETE FROM interactions WHERE {clause}", args)
+            # What consolidation kept about them goes too: candidates hold the
+            # user's words, adapters hold what was learned from them.
+            db.execute(f"DELETE FROM candidates WHERE {clause}", args)
+            db.execute(f"DELETE FROM active_adapters WHERE {clause}", args)
+            db.execute(f"DELETE FROM adapter_versions WHERE {clause}", args)
+            db.execute(f"DELETE FROM consolidation_runs WHERE {clause}", args)
         return ids
 
     # -- summaries -----------------------------------------------------------------

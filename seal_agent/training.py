@@ -1,0 +1,556 @@
+"""LoRA training for the inner loop: one base model, wrapped once, many candidates.
+
+The reward loop trains a fresh temporary LoRA for every candidate self-edit
+and scores it. Reloading or re-wrapping the base for each candidate would cost
+more than the training itself, so :class:`LoraTrainer` wraps the base with
+PEFT once and moves between candidates by copying the LoRA tensors
+(:meth:`LoraTrainer.state` / :meth:`LoraTrainer.reset`).
+
+Throughput comes from three choices, each measured on 2 CPU cores
+(``benchmarks/inner_loop.py``):
+
+* Sequences are *packed*: several short self-edit lines share one row, their
+  positions restart at 0 and a block-diagonal causal mask keeps them apart,
+  so almost no compute is spent on padding. Padding that remains is never in
+  the loss (SEAL's own code left it in; we do not copy that).
+* The loss runs through the frozen output head in chunks with its gradient
+  computed on the spot (:class:`_HeadLoss`), so the ``tokens x vocab`` logits
+  (300 MB at 1,500 tokens) are never materialised, filled or soft-maxed whole.
+* Matrix products run in bf16 only where this CPU multiplies bf16 faster than
+  fp32: some do (AMD Zen 4: 2.3x), some do not (Xeon without AMX: 0.5x), so the
+  default probes it once per process. LoRA weights and AdamW state stay fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from seal_agent.errors import AdapterNotFoundError, ConfigError, CorruptAdapterError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_NAME",
+    "ADAPTER_WEIGHTS",
+    "LoraSettings",
+    "LoraTrainer",
+    "TrainSettings",
+    "TrainStats",
+    "bf16_is_faster",
+]
+
+ADAPTER_NAME = "scratch"  # the one PEFT adapter every candidate is trained in
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # PEFT's own file names, so PEFT can load ours
+ADAPTER_CONFIG = "adapter_config.json"
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Rows are scored as rows x length x (1 + length / (ATTENTION_WIDTHS x hidden)):
+# attention over a packed row costs about length / 1150 of the linear layers'
+# time per token on SmolLM2-135M (hidden 576), measured with the CPU SDPA kernel.
+ATTENTION_WIDTHS = 2
+HEAD_CHUNK = 256  # loss rows per head chunk: 256 x 49152 fp32 logits = 50 MB, reused
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoraSettings(_Frozen):
+    """The adapter's shape: fixed for the trainer's lifetime (it is wrapped once)."""
+
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(32, gt=0, description="LoRA scale numerator: updates are scaled alpha / r.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: tuple[str, ...] = Field(
+        ALL_PROJECTIONS, min_length=1, description="Module names that get an adapter."
+    )
+
+
+class TrainSettings(_Frozen):
+    """One training run: a candidate's inner loop, or the adapter update."""
+
+    epochs: int = Field(3, ge=1, le=1000)
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    batch_tokens: int = Field(
+        2048, ge=16, description="Token budget of one batch (rows x row length, padding included)."
+    )
+    max_seq_len: int = Field(256, ge=2, description="Longer sequences are truncated (EOS included).")
+    warmup_steps: int | None = Field(None, ge=0, description="Linear warm-up steps; excludes warmup_fraction.")
+    warmup_fraction: float | None = Field(
+        None, ge=0.0, le=1.0, description="Warm-up as a fraction of all steps; default 0.1."
+    )
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Decay after warm-up (towards zero at the end)."
+    )
+    grad_clip: float | None = Field(1.0, gt=0.0, description="Max global grad norm; None: no clipping.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    bf16: bool | None = Field(
+        None,
+        description="bf16 autocast for the matrix products; None: only if this CPU "
+        "multiplies bf16 faster than fp32 (probed once per process).",
+    )
+    seed: int | None = Field(0, description="Seeds batch order and dropout; None: not seeded.")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> TrainSettings:
+        if self.warmup_steps is not None and self.warmup_fraction is not None:
+            raise ValueError("give warmup_steps or warmup_fraction, not both")
+        return self
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps``."""
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        fraction = 0.1 if self.warmup_fraction is None else self.warmup_fraction
+        return int(fraction * total_steps)
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Linear warm-up, then cosine or linear decay; never exactly zero on a step taken."""
+        warmup = self.warmup_for(total_steps)
+        if step < warmup:
+            return self.lr * (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total_steps - warmup)  # in [0, 1): the last step > 0
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.schedule == "linear":
+            return self.lr * (1.0 - progress)
+        return self.lr
+
+
+class TrainStats(_Frozen):
+    """What one :meth:`LoraTrainer.train` call did."""
+
+    tokens: int = Field(description="Real (non-pad) tokens processed, summed over epochs.")
+    padded_tokens: int = Field(description="Token slots processed, padding included.")
+    steps: int
+    seconds: float
+    first_loss: float = Field(description="Mean token loss of the first step.")
+    last_loss: float = Field(description="Mean token loss of the last step.")
+    losses: list[float] = Field(description="Mean token loss of every step, in order.")
+    epoch_losses: list[float] = Field(description="Token-weighted mean loss of each epoch.")
+    bf16: bool = Field(description="Whether the matrix products ran in bf16.")
+
+
+@functools.cache
+def bf16_is_faster() -> bool:
+    """Whether this CPU multiplies bf16 matrices clearly faster than fp32 ones.
+
+    Measured, not guessed from CPU flags: AVX512-BF16 without AMX runs bf16
+    products at half the fp32 speed, Zen 4 at twice it. Costs ~30 ms, once.
+    """
+    import torch
+
+    a, b = torch.randn(512, 576), torch.randn(576, 1536)  # one MLP product of the 135M model
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        x @ y  # first call builds the kernel
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(a.bfloat16(), b.bfloat16()) < 0.9 * best(a, b)  # 10% margin: autocast costs casts
+
+
+class LoraTrainer:
+    """One base model, wrapped with PEFT once, trained again and again.
+
+    The base is modified in place (PEFT injects its LoRA layers), so give the
+    trainer a model that nothing else uses for generation, or accept that the
+    scratch adapter is active there too.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, lora: LoraSettings | None = None) -> None:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if isinstance(model, PeftModel):
+            raise ConfigError("LoraTrainer wraps a plain transformers model, got a PeftModel")
+        self.lora = lora or LoraSettings()
+        self.tokenizer = tokenizer
+        self._config = LoraConfig(
+            r=self.lora.r,
+            lora_alpha=self.lora.alpha,
+            lora_dropout=self.lora.dropout,
+            target_modules=list(self.lora.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        for param in model.parameters():
+            param.requires_grad_(False)  # only LoRA trains; the base gets no grads, no optimizer state
+        try:
+            self._peft = get_peft_model(model, self._config, adapter_name=ADAPTER_NAME)
+        except ValueError as exc:  # e.g. a target module the model does not have
+            raise ConfigError(f"cannot wrap the model with LoRA: {exc}") from exc
+        self._peft.eval()
+        # Live LoRA tensors under PEFT's saved names ("...q_proj.lora_A.weight"), so a
+        # state, a saved file and PEFT's own adapters share one key set.
+        self._params: dict[str, torch.nn.Parameter] = {
+            name.replace(f".{ADAPTER_NAME}.", "."): param
+            for name, param in self._peft.named_parameters()
+            if param.requires_grad
+        }
+        if not self._params:
+            raise ConfigError(f"no LoRA parameters: no module matches {self.lora.target_modules}")
+        base = self._peft.get_base_model()
+        self._decoder, self._head = _decoder_and_head(base)
+        impl = getattr(base.config, "_attn_implementation", None) or "sdpa"
+        if impl not in ("sdpa", "eager"):
+            raise ConfigError(f"packed training needs sdpa or eager attention, the model uses {impl!r}")
+        self._bool_mask = impl == "sdpa"  # eager adds the mask to the scores: it must be float
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._hidden = int(base.config.hidden_size)
+
+    # -- the adapter -----------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The PEFT-wrapped model with the scratch adapter active (for scoring)."""
+        return self._peft
+
+    @contextmanager
+    def disabled(self) -> Iterator[Any]:
+        """Run the base without the adapter: ``with trainer.disabled() as model: ...``."""
+        with self._peft.disable_adapter():
+            yield self._peft
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """A detached fp32 CPU copy of the LoRA weights, keyed as PEFT saves them."""
+        import torch
+
+        return {k: p.detach().to("cpu", torch.float32, copy=True) for k, p in self._params.items()}
+
+    def reset(self, state: dict[str, torch.Tensor] | None = None, *, seed: int | None = None) -> None:
+        """Load ``state`` into the adapter, or re-initialise it (``None``).
+
+        A fresh adapter is PEFT's own init: A uniform (Kaiming), B zero, so
+        the adapter adds exactly nothing until it is trained.
+        """
+        import torch
+
+        with torch.no_grad():
+            if state is None:
+                gen = torch.Generator().manual_seed(seed) if seed is not None else None
+                for key, param in self._params.items():
+                    if ".lora_A." in key:
+                        torch.nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=gen)
+                    else:
+                        param.zero_()
+                return
+            missing = self._params.keys() - state.keys()
+            extra = state.keys() - self._params.keys()
+            if missing or extra:
+                raise ConfigError(
+                    f"state does not fit this adapter: {len(missing)} tensors missing "
+                    f"(e.g. {sorted(missing)[:1]}), {len(extra)} unknown (e.g. {sorted(extra)[:1]})"
+                )
+            for key, param in self._params.items():
+                if state[key].shape != param.shape:
+                    raise ConfigError(f"{key}: shape {tuple(state[key].shape)}, adapter has {tuple(param.shape)}")
+                param.copy_(state[key])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the adapter as PEFT does: ``adapter_model.safetensors`` + ``adapter_config.json``."""
+        from safetensors.torch import save_file
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.state(), str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        self._config.save_pretrained(str(folder))  # writes adapter_config.json
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+        """Read a saved adapter folder into a state for :meth:`reset` (no new adapter is made)."""
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise AdapterNotFoundError(f"no adapter folder at {folder}")
+        try:
+            config = json.loads((folder / ADAPTER_CONFIG).read_text())
+            state = load_file(str(folder / ADAPTER_WEIGHTS))
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise CorruptAdapterError(f"cannot read the adapter at {folder}: {exc}") from exc
+        theirs = (config.get("r"), config.get("lora_alpha"), set(config.get("target_modules") or ()))
+        ours = (self.lora.r, self.lora.alpha, set(self.lora.target_modules))
+        if theirs != ours:
+            raise ConfigError(f"adapter at {folder} has (r, alpha, targets) {theirs}, this trainer {ours}")
+        if state.keys() != self._params.keys():
+            raise CorruptAdapterError(f"adapter at {folder} holds other tensors than its config implies")
+        return {k: v.to(torch.float32) for k, v in state.items()}
+
+    # -- training --------------------------------------------------------------------
+    def train(
+        self,
+        sequences: Sequence[str],
+        settings: TrainSettings | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TrainStats:
+        """Train the current adapter on ``sequences`` (each one causal-LM example).
+
+        Starts from whatever the adapter holds: call :meth:`reset` first for a
+        fresh candidate. ``progress(step, total_steps)`` follows every step.
+        """
+        import torch
+
+        settings = settings or TrainSettings()
+        started = time.perf_counter()
+        bf16 = bf16_is_faster() if settings.bf16 is None else settings.bf16
+
+        # data: tokenize once, pack into rows once; rows are reshuffled into batches per epoch
+        rows = self._pack(self._tokenize(sequences, settings.max_seq_len))
+        n_rows, row_len = rows.ids.shape
+        rows_per_batch = max(1, settings.batch_tokens // row_len)
+        n_batches = math.ceil(n_rows / rows_per_batch)  # rows spread evenly: no runt batch
+        total_steps = settings.epochs * n_batches
+
+        params = list(self._params.values())
+        # fused AdamW: one kernel for all 420 LoRA tensors instead of a Python loop over them
+        optimizer = torch.optim.AdamW(
+            params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True
+        )
+        losses: list[torch.Tensor] = []  # kept as tensors: no sync per step
+        targets_per_step: list[int] = []
+        step = 0
+        with torch.random.fork_rng(devices=[]):  # seeding must not disturb the caller's RNG
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            self._peft.train()
+            try:
+                for _epoch in range(settings.epochs):
+                    order = torch.randperm(n_rows)
+                    for batch_rows in torch.tensor_split(order, n_batches):
+                        lr = settings.lr_at(step, total_steps)
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                            loss, n_targets = self._batch_loss(rows.select(batch_rows), bf16)
+                        loss.backward()  # grads reach only the LoRA tensors
+                        if settings.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip, foreach=True)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        losses.append(loss.detach())
+                        targets_per_step.append(n_targets)
+                        step += 1
+                        if progress is not None:
+                            progress(step, total_steps)
+            finally:
+                self._peft.eval()  # scoring follows: no dropout there
+                for param in params:
+                    param.grad = None
+
+        per_step = torch.stack(losses).tolist()  # the one sync of the run
+        per_epoch = []
+        for e in range(settings.epochs):
+            chunk = slice(e * n_batches, (e + 1) * n_batches)
+            weights = targets_per_step[chunk]
+            per_epoch.append(sum(x * w for x, w in zip(per_step[chunk], weights, strict=True)) / sum(weights))
+        return TrainStats(
+            tokens=rows.tokens * settings.epochs,
+            padded_tokens=n_rows * row_len * settings.epochs,
+            steps=total_steps,
+            seconds=time.perf_counter() - started,
+            first_loss=per_step[0],
+            last_loss=per_step[-1],
+            losses=per_step,
+            epoch_losses=per_epoch,
+            bf16=bf16,
+        )
+
+    # -- pieces of the loop ----------------------------------------------------------------
+    def _tokenize(self, sequences: Sequence[str], max_seq_len: int) -> list[list[int]]:
+        """Token ids with EOS appended (the model learns where a fact ends), truncated."""
+        if isinstance(sequences, str):
+            raise TypeError("sequences must be a list of strings, not one string")
+        if not sequences:
+            raise ValueError("nothing to train on: no sequences")
+        eos = self.tokenizer.eos_token_id
+        ids = self.tokenizer(list(sequences))["input_ids"]  # one batched call, special tokens as the model expects
+        out = [(x + [eos])[:max_seq_len] for x in ids]
+        out = [x for x in out if len(x) >= 2]  # a lone token predicts nothing
+        if not out:
+            raise ValueError("nothing to train on: every sequence is empty")
+        return out
+
+    def _pack(self, seqs: list[list[int]]) -> _Rows:
+        """Pack sequences into rows (first fit, longest first) at the cheapest row length."""
+        longest = max(len(s) for s in seqs)
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        best: tuple[float, int, list[list[int]]] | None = None
+        for row_len in sorted({_round_up(longest, 16)} | {n for n in (64, 128, 256, 512) if n > longest}):
+            rows = _first_fit([len(seqs[i]) for i in order], row_len)
+            # padding slots cost a full token; attention grows with the row length
+            cost = len(rows) * row_len * (1 + row_len / (ATTENTION_WIDTHS * self._hidden))
+            if best is None or cost < best[0]:
+                best = (cost, row_len, [[order[j] for j in row] for row in rows])
+        assert best is not None
+        _, row_len, layout = best
+        return _Rows.build(seqs, layout, row_len, self._pad_id)
+
+    def _batch_loss(self, batch: _Rows, bf16: bool) -> tuple[torch.Tensor, int]:
+        """Mean next-token loss over a batch's real targets, and how many there were."""
+        import torch
+
+        n, length = batch.ids.shape
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        # block-diagonal causal mask: a token sees earlier tokens of its own sequence only
+        mask = (batch.seg[:, :, None] == batch.seg[:, None, :]) & causal
+        mask = mask[:, None]  # (rows, 1, length, length): one mask for all heads
+        if not self._bool_mask:
+            mask = torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
+        targets = batch.targets.reshape(-1)
+        keep = (targets != -100).nonzero().squeeze(1)  # padding and sequence ends leave the loss here
+        if self._head is None:  # heads we cannot fuse (bias, soft-capping): the model's own loss
+            labels = torch.full_like(batch.targets, -100)
+            labels[:, 1:] = batch.targets[:, :-1]  # transformers shifts labels itself
+            out = self._peft(input_ids=batch.ids, attention_mask=mask, position_ids=batch.pos, labels=labels, use_cache=False)
+            return out.loss, int(keep.numel())
+        hidden = self._decoder(
+            input_ids=batch.ids, attention_mask=mask, position_ids=batch.pos, use_cache=False
+        ).last_hidden_state
+        hidden = hidden.reshape(n * length, -1).index_select(0, keep)
+        weight = self._head.weight
+        loss = _HeadLoss.apply(hidden, weight, targets.index_select(0, keep), torch.bfloat16 if bf16 else torch.float32)
+        return loss, int(keep.numel())
+
+
+# -- packing ------------------------------------------------------------------------------
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _first_fit(lengths: list[int], row_len: int) -> list[list[int]]:
+    """Indices into ``lengths`` grouped into rows of at most ``row_len`` tokens."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i, n in enumerate(lengths):
+        for r, room in enumerate(free):
+            if n <= room:
+                rows[r].append(i)
+                free[r] -= n
+                break
+        else:
+            rows.append([i])
+            free.append(row_len - n)
+    return rows
+
+
+class _Rows:
+    """Packed rows as tensors: token ids, positions, segment ids and shifted targets."""
+
+    def __init__(self, ids: Any, pos: Any, seg: Any, targets: Any, tokens: int) -> None:
+        self.ids, self.pos, self.seg, self.targets, self.tokens = ids, pos, seg, targets, tokens
+
+    @classmethod
+    def build(cls, seqs: list[list[int]], layout: list[list[int]], row_len: int, pad_id: int) -> _Rows:
+        import torch
+
+        shape = (len(layout), row_len)
+        ids = torch.full(shape, pad_id, dtype=torch.long)
+        pos = torch.zeros(shape, dtype=torch.long)
+        seg = torch.zeros(shape, dtype=torch.long)
+        targets = torch.full(shape, -100, dtype=torch.long)
+        for r, row in enumerate(layout):
+            start = 0
+            for s, i in enumerate(row):
+                seq = torch.tensor(seqs[i])
+                end = start + len(seq)
+                ids[r, start:end] = seq
+                pos[r, start:end] = torch.arange(len(seq))  # each sequence starts at position 0
+                seg[r, start:end] = s
+                targets[r, start : end - 1] = seq[1:]  # the last token has no target in its sequence
+                start = end
+            # the tail padding is a segment of its own: it attends to itself (no empty softmax
+            # row, hence no NaN that could leak into the LoRA grads) and has no targets
+            pos[r, start:] = torch.arange(row_len - start)
+            seg[r, start:] = len(row)
+        return cls(ids, pos, seg, targets, sum(len(s) for s in seqs))
+
+    def select(self, rows: Any) -> _Rows:
+        pick = [t.index_select(0, rows) for t in (self.ids, self.pos, self.seg, self.targets)]
+        return _Rows(*pick, tokens=0)
+
+
+# -- the loss through the frozen head -------------------------------------------------------
+def _decoder_and_head(base: Any) -> tuple[Any, Any]:
+    """The decoder stack and the output head, when the head is a plain bias-free linear."""
+    config = base.config
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    head = base.get_output_embeddings()
+    plain = (
+        decoder is not None
+        and head is not None
+        and getattr(head, "bias", None) is None
+        and not getattr(config, "final_logit_softcapping", None)
+        and getattr(config, "logit_scale", None) in (None, 1, 1.0)
+    )
+    return (decoder, head) if plain else (None, None)
+
+
+def _make_head_loss() -> Any:
+    import torch
+
+    class HeadLoss(torch.autograd.Function):
+        """Mean cross-entropy of ``hidden @ weight.T`` with the gradient made in the forward.
+
+        The head is frozen, so the only gradient needed is d loss / d hidden,
+        which is (softmax - onehot) @ weight / n. Computing it chunk by chunk
+        while the chunk's logits are at hand means the full ``n x vocab``
+        logits, their fp32 copy, their zero-filled gradient and the
+        log-softmax backward (together ~30% of a step) never happen.
+        """
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
+            n = targets.numel()
+            w = weight.detach().to(dtype)  # frozen: a bf16 copy when bf16, else the weight itself
+            grad = torch.empty(hidden.shape, dtype=torch.float32)
+            total = torch.zeros((), dtype=torch.float32)
+            with torch.autocast("cpu", enabled=False):  # dtypes are chosen here, not by autocast
+                for start in range(0, n, HEAD_CHUNK):
+                    h = hidden[start : start + HEAD_CHUNK].detach().to(dtype)
+                    t = targets[start : start + HEAD_CHUNK]
+                    logits = (h @ w.T).float()  # (chunk, vocab) in fp32 for the softmax
+                    lse = torch.logsumexp(logits, dim=-1)
+                    total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                    probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+                    probs[torch.arange(len(t)), t] -= 1.0  # minus the one-hot target
+                    grad[start : start + HEAD_CHUNK] = probs.to(dtype) @ w
+            ctx.save_for_backward(grad.div_(n))
+            ctx.hidden_dtype = hidden.dtype
+            return total / n
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Any) -> Any:
+            (grad,) = ctx.saved_tensors
+            return (grad * grad_out).to(ctx.hidden_dtype), None, None, None
+
+    return HeadLoss
+
+
+class _LazyHeadLoss:
+    """Builds the autograd Function on first use, so importing this module stays torch-free."""
+
+    _fn: Any = None
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        if cls._fn is None:
+            cls._fn = _make_head_loss()
+        return cls._fn.apply(*args)
+
+
+_HeadLoss = _LazyHeadLoss
