@@ -173,7 +173,7 @@ class ConsolidationConfig(_Section):
         default_factory=lambda: [
             SelfEditFormat.DIRECTIVE,
             SelfEditFormat.IMPLICATION,
-            SelfEditFormat.REWRITE,
+            SelfEditFormat.QA,
         ],
         description="Candidate formats, taken in turn (directive: the model picks its settings).",
     )
@@ -183,9 +183,9 @@ class ConsolidationConfig(_Section):
     lora_r: int = Field(16, ge=1, le=256)
     lora_alpha: int = Field(32, ge=1)
     inner_epochs: int = Field(3, ge=1, le=50, description="Inner-loop epochs (default directive).")
-    inner_lr: float = Field(3e-4, gt=0.0, le=1e-2, description="Inner-loop learning rate.")
-    update_epochs: int = Field(3, ge=1, le=50, description="Epochs of the adapter update.")
-    update_lr: float = Field(3e-4, gt=0.0, le=1e-2)
+    inner_lr: float = Field(1e-3, gt=0.0, le=1e-2, description="Inner-loop learning rate.")
+    update_epochs: int = Field(8, ge=1, le=50, description="Epochs of the adapter update.")
+    update_lr: float = Field(1e-3, gt=0.0, le=1e-2)
     batch_tokens: int = Field(2048, ge=64, description="Token budget of one training batch.")
     replay: int = Field(16, ge=0, description="Earlier consolidated self-edits replayed per update.")
     retention_probes: int = Field(16, ge=0, description="Earlier probes checked by the gate.")

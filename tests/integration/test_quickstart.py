@@ -37,9 +37,20 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     told = {"biscuit", "glassblower", "peanuts", "bassoon", "reykjavik"}
     assert len({w for _, text in retrieved for w in told if w in text.lower()}) >= 3
 
+    # phase 3: consolidation ran in a third process and reported honestly
+    assert "Phase 3: consolidation" in out
+    assert re.search(r"run run_\w+: (promoted|gate_rejected|nothing_to_promote)", out), out[-3000:]
+    learned = re.search(r"facts answered from the weights alone: (\d)/5", out)
+    assert learned, out[-2000:]
+    assert re.search(r"buffered memories: \d+ before, \d+ after", out)
+
     with sqlite3.connect(home / "journal.sqlite3") as con:
-        # 5 facts + 5 questions x (memory on, memory off), all durable
-        assert con.execute("SELECT COUNT(*) FROM interactions").fetchone()[0] == 15
+        # 5 facts + 5 questions x (memory on, memory off) + 5 x (weights, base), all durable
+        assert con.execute("SELECT COUNT(*) FROM interactions").fetchone()[0] == 25
+        runs = con.execute("SELECT status FROM consolidation_runs").fetchall()
+        assert len(runs) == 1 and runs[0][0] in ("promoted", "rejected")
+        if runs[0][0] == "promoted":
+            assert con.execute("SELECT COUNT(*) FROM active_adapters").fetchone()[0] == 1
         done_rows = con.execute(
             "SELECT COUNT(*) FROM interactions WHERE session_id = 'monday' AND derive_status = 'done'"
         ).fetchone()[0]
