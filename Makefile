@@ -18,7 +18,8 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check seal_agent tests examples
+	$(VENV)/bin/ruff check seal_agent tests examples benchmarks scripts
+	$(PY) scripts/gen_config_table.py --check
 	$(VENV)/bin/mypy seal_agent
 
 clean-demo:

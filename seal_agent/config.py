@@ -180,12 +180,12 @@ class ConsolidationConfig(_Section):
     scorer: Literal["loglik", "quality"] = Field(
         "loglik", description="Probe scorer: gold-answer log-likelihood, or greedy-answer quality."
     )
-    lora_r: int = Field(16, ge=1, le=256)
-    lora_alpha: int = Field(32, ge=1)
+    lora_r: int = Field(16, ge=1, le=256, description="LoRA rank (all seven projections).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
     inner_epochs: int = Field(3, ge=1, le=50, description="Inner-loop epochs (default directive).")
     inner_lr: float = Field(1e-3, gt=0.0, le=1e-2, description="Inner-loop learning rate.")
     update_epochs: int = Field(8, ge=1, le=50, description="Epochs of the adapter update.")
-    update_lr: float = Field(1e-3, gt=0.0, le=1e-2)
+    update_lr: float = Field(1e-3, gt=0.0, le=1e-2, description="Learning rate of the adapter update.")
     batch_tokens: int = Field(2048, ge=64, description="Token budget of one training batch.")
     replay: int = Field(16, ge=0, description="Earlier consolidated self-edits replayed per update.")
     retention_probes: int = Field(16, ge=0, description="Earlier probes checked by the gate.")
