@@ -29,7 +29,7 @@ def test_empty_buffer_is_a_clear_no_op(make_agent):
     assert "nothing to consolidate" in report.reason
 
 
-def test_consolidation_end_to_end(make_agent):
+def test_consolidation_end_to_end(make_agent, caplog):
     agent = make_agent(consolidation={**FAST, "min_recall_gain": -1e9})  # promote whatever wins
     _remember(agent)
     events = []
@@ -75,6 +75,22 @@ def test_consolidation_end_to_end(make_agent):
     # status and the run record
     run = agent.adapters.last_run("ana", "default")
     assert run["status"] == "promoted" and run["metrics"]["candidates_tried"] == 4
+
+    # a corrupted adapter on disk is refused by the next process, which says so
+    weights = version.path / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    return_home = agent.config.home
+    agent.close()
+    fresh = make_agent(home=return_home, consolidation=FAST)
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="seal_agent"):
+        refused = fresh.chat("What is my dog called?", user_id="ana", session_id="x", retrieval=False)
+    assert refused.adapter is None  # v0001 was the only version: the base model answers
+    assert any("v0001 failed its checksum" in r.getMessage() for r in caplog.records)
+    assert fresh.adapters.loadable("ana", "default")[0] is None
 
 
 def test_gate_refuses_an_update_that_breaks_retention(make_agent):
