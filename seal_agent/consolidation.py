@@ -44,7 +44,7 @@ from seal_agent.journal import Journal, new_id
 from seal_agent.types import Interaction, MemoryStatus, Namespace, Probe, SelfEditFormat
 
 if TYPE_CHECKING:
-    from seal_agent.adapters import AdapterStore, AdapterVersion
+    from seal_agent.adapters import AdapterStore
     from seal_agent.buffer import Buffer
     from seal_agent.models.transformers_lm import TransformersLM
     from seal_agent.reward import Scorer
@@ -581,6 +581,3 @@ _RUN_STATUS = {
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
-
-def active_version(store: AdapterStore, ns: Namespace) -> AdapterVersion | None:
-    return store.active(ns.user_id, ns.agent_id)

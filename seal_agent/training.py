@@ -55,11 +55,11 @@ ADAPTER_NAME = "scratch"  # the one PEFT adapter every candidate is trained in
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # PEFT's own file names, so PEFT can load ours
 ADAPTER_CONFIG = "adapter_config.json"
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# Rows are scored as rows x length x (1 + length / (ATTENTION_WIDTHS x hidden)):
-# attention over a packed row costs about length / 1150 of the linear layers'
-# time per token on SmolLM2-135M (hidden 576), measured with the CPU SDPA kernel.
-ATTENTION_WIDTHS = 2
-HEAD_CHUNK = 256  # loss rows per head chunk: 256 x 49152 fp32 logits = 50 MB, reused
+# A packed row's slots cost 1 + length / (ROW_COST_WIDTHS x hidden) each: attention
+# (and its mask) grows with the row. Measured on SmolLM2-135M (hidden 576): a
+# 128-token row costs 13% more per slot than a 64-token row.
+ROW_COST_WIDTHS = 0.75
+HEAD_CHUNK = 128  # loss rows per head chunk: 128 x 49152 fp32 logits = 25 MB, reused
 
 
 class _Frozen(BaseModel):
@@ -389,11 +389,12 @@ class LoraTrainer:
         """Pack sequences into rows (first fit, longest first) at the cheapest row length."""
         longest = max(len(s) for s in seqs)
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        shortest_row = _round_up(longest, 16)
         best: tuple[float, int, list[list[int]]] | None = None
-        for row_len in sorted({_round_up(longest, 16)} | {n for n in (64, 128, 256, 512) if n > longest}):
+        for row_len in range(shortest_row, max(2 * shortest_row, 128) + 1, 16):
             rows = _first_fit([len(seqs[i]) for i in order], row_len)
-            # padding slots cost a full token; attention grows with the row length
-            cost = len(rows) * row_len * (1 + row_len / (ATTENTION_WIDTHS * self._hidden))
+            # padding slots cost as much as real ones; longer rows cost more per slot
+            cost = len(rows) * row_len * (1 + row_len / (ROW_COST_WIDTHS * self._hidden))
             if best is None or cost < best[0]:
                 best = (cost, row_len, [[order[j] for j in row] for row in rows])
         assert best is not None
@@ -517,18 +518,32 @@ def _make_head_loss() -> Any:
         def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
             n = targets.numel()
             w = weight.detach().to(dtype)  # frozen: a bf16 copy when bf16, else the weight itself
+            # one logits buffer for every chunk and no temporaries of its size: fresh large
+            # allocations cost page faults, measured at a fifth of a step's time on this VM
+            logits = torch.empty(min(n, HEAD_CHUNK), w.shape[0], dtype=torch.float32)
             grad = torch.empty(hidden.shape, dtype=torch.float32)
             total = torch.zeros((), dtype=torch.float32)
             with torch.autocast("cpu", enabled=False):  # dtypes are chosen here, not by autocast
                 for start in range(0, n, HEAD_CHUNK):
-                    h = hidden[start : start + HEAD_CHUNK].detach().to(dtype)
-                    t = targets[start : start + HEAD_CHUNK]
-                    logits = (h @ w.T).float()  # (chunk, vocab) in fp32 for the softmax
-                    lse = torch.logsumexp(logits, dim=-1)
-                    total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-                    probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
-                    probs[torch.arange(len(t)), t] -= 1.0  # minus the one-hot target
-                    grad[start : start + HEAD_CHUNK] = probs.to(dtype) @ w
+                    h = hidden[start : start + HEAD_CHUNK].detach()
+                    t = targets[start : start + HEAD_CHUNK, None]
+                    z = logits[: len(t)]
+                    if dtype == torch.float32:
+                        torch.mm(h.float(), w.T, out=z)
+                    else:
+                        z.copy_(h.to(dtype) @ w.T)  # bf16 product, fp32 softmax
+                    picked = z.gather(1, t)  # the target's logit
+                    top = z.amax(1, keepdim=True)
+                    z.sub_(top).exp_()  # shifted: exp cannot overflow
+                    norm = z.sum(1, keepdim=True)
+                    total += (norm.log() + top - picked).sum()  # log-sum-exp minus the target logit
+                    z.div_(norm)  # the softmax ...
+                    z.scatter_add_(1, t, torch.full_like(picked, -1.0))  # ... minus the one-hot target
+                    g = grad[start : start + len(t)]
+                    if dtype == torch.float32:
+                        torch.mm(z, w, out=g)
+                    else:
+                        g.copy_(z.to(dtype) @ w)
             ctx.save_for_backward(grad.div_(n))
             ctx.hidden_dtype = hidden.dtype
             return total / n
