@@ -22,6 +22,7 @@ printed before and after, and the run warns when it was not alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(width=max(132, Console().width))  # the table needs the room, even in a log
 
 SUBJECTS = ["The user", "The user's sister Mara", "Their neighbour Tomas", "The user's partner"]
 FACTS = [
@@ -63,6 +64,60 @@ DETAILS = [
     "although the commute takes almost an hour each way",
     "and hopes to finish before the end of the year",
 ]
+
+
+class OtherLoad:
+    """CPU-seconds that other processes used per wall second while the block ran.
+
+    Read from /proc/stat (all processes) minus this process's own CPU time, so
+    a number near 0 means the run had the cores to itself.
+    """
+
+    def __enter__(self) -> OtherLoad:
+        self._busy, self._own, self._start = _busy_seconds(), _own_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._start
+        self.value = max(0.0, (_busy_seconds() - self._busy) - (_own_seconds() - self._own)) / wall
+
+
+def _busy_seconds() -> float:
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:  # not Linux: no way to tell, report 0
+        return 0.0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def wait_until_alone(limit: float, threshold: float = 0.1) -> float:
+    """Wait (up to ``limit`` s) until other processes use < ``threshold`` cores for 5 s."""
+    deadline = time.monotonic() + limit
+    while True:
+        with OtherLoad() as other:
+            time.sleep(5)
+        if other.value < threshold or time.monotonic() > deadline:
+            return other.value
+
+
+def measured(fn: Any, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """Run ``fn`` until it runs alone (other load < --max-other), at most --tries times."""
+    result: dict[str, Any] = {}
+    for attempt in range(1, args.tries + 1):
+        with OtherLoad() as other:
+            result = fn()
+        result.update(other_load=round(other.value, 3), attempts=attempt)
+        if other.value < args.max_other:
+            return result
+        console.print(f"[yellow]{label}: other processes used {other.value:.2f} cores; waiting to rerun[/yellow]")
+        wait_until_alone(args.wait)
+    return result
 
 
 def self_edit_lines(n: int, tokenizer: Any, seed: int = 0) -> list[str]:
@@ -99,6 +154,7 @@ def naive_loop(trainer: Any, sequences: list[str], warmup: int = 3) -> dict[str,
     """Batch 1, fp32, no packing, transformers' own loss: the loop SEAL's code runs."""
     import torch
 
+    trainer.reset(None, seed=0)
     ids = [torch.tensor([x]) for x in trainer._tokenize(sequences, 256)]
     model = trainer.model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -120,7 +176,7 @@ def naive_loop(trainer: Any, sequences: list[str], warmup: int = 3) -> dict[str,
     seconds = time.perf_counter() - start
     model.eval()
     tokens = sum(x.numel() for x in ids)
-    return {"tokens": tokens, "padded_tokens": tokens, "seconds": seconds, "steps": len(ids)}
+    return {"tokens": tokens, "padded_tokens": tokens, "seconds": seconds, "steps": len(ids), "epoch_losses": []}
 
 
 def trainer_run(trainer: Any, sequences: list[str], epochs: int, **settings: Any) -> dict[str, Any]:
@@ -138,6 +194,7 @@ def trainer_run(trainer: Any, sequences: list[str], epochs: int, **settings: Any
         "bf16": stats.bf16,
         "first_loss": stats.first_loss,
         "last_loss": stats.last_loss,
+        "epoch_losses": stats.epoch_losses,
     }
 
 
@@ -152,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         "--budgets", type=int, nargs="*", default=[512, 1024, 2048, 4096], help="batch_tokens swept (auto precision)"
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow) naive loop")
+    parser.add_argument("--tries", type=int, default=3, help="reruns of a measurement disturbed by other processes")
+    parser.add_argument("--max-other", type=float, default=0.1, help="other processes' cores that count as disturbed")
+    parser.add_argument("--wait", type=float, default=600, help="longest wait for the machine to be alone, seconds")
     parser.add_argument("--json", type=Path, help="write every number here")
     args = parser.parse_args(argv)
 
@@ -177,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     # 1. the peaks every ratio is taken against
-    result["peak_bf16"] = matmul_peak(torch.bfloat16)
-    result["peak_fp32"] = matmul_peak(torch.float32)
+    result["other_load_at_start"] = wait_until_alone(args.wait)
+    result["peak_bf16"] = measured(lambda: matmul_peak(torch.bfloat16), args, "bf16 peak")
+    result["peak_fp32"] = measured(lambda: matmul_peak(torch.float32), args, "fp32 peak")
     result["bf16_is_faster"] = bf16_is_faster()
     peak = result["peak_bf16"]["best"]
     best_peak = max(peak, result["peak_fp32"]["best"])
@@ -203,16 +264,26 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. the loops
     runs: dict[str, dict[str, Any]] = {}
+    plan: dict[str, Any] = {}
     if not args.skip_naive:
-        trainer.reset(None, seed=0)
-        runs["naive (batch 1, fp32, no packing)"] = naive_loop(trainer, sequences)
-    runs["LoraTrainer fp32"] = trainer_run(trainer, sequences, args.epochs, bf16=False)
-    runs["LoraTrainer bf16 autocast"] = trainer_run(trainer, sequences, args.epochs, bf16=True)
+        plan["naive: batch 1, fp32, unpacked"] = lambda: naive_loop(trainer, sequences)
+    plan["LoraTrainer fp32"] = lambda: trainer_run(trainer, sequences, args.epochs, bf16=False)
+    plan["LoraTrainer bf16 autocast"] = lambda: trainer_run(trainer, sequences, args.epochs, bf16=True)
     for budget in args.budgets:
-        runs[f"LoraTrainer auto, batch_tokens={budget}"] = trainer_run(
-            trainer, sequences, args.epochs, batch_tokens=budget
+        plan[f"LoraTrainer auto, {budget} tokens/batch"] = functools.partial(
+            trainer_run, trainer, sequences, args.epochs, batch_tokens=budget
         )
-    naive = runs.get("naive (batch 1, fp32, no packing)")
+    for name, fn in plan.items():
+        console.print(f"running {name} ...")
+        runs[name] = measured(fn, args, name)
+    # the peaks once more: the host's speed drifts; the higher reading is the one divided by
+    end_bf16 = measured(lambda: matmul_peak(torch.bfloat16), args, "bf16 peak")
+    end_fp32 = measured(lambda: matmul_peak(torch.float32), args, "fp32 peak")
+    result["peak_bf16_end"], result["peak_fp32_end"] = end_bf16, end_fp32
+    peak = max(peak, end_bf16["best"])
+    best_peak = max(best_peak, peak, end_fp32["best"])
+    result["peak_bf16_used"], result["peak_best_used"] = peak, best_peak
+    naive = runs.get("naive: batch 1, fp32, unpacked")
     for run in runs.values():
         run["tokens_per_s"] = run["tokens"] / run["seconds"]
         run["gflops"] = flops_per_token * run["tokens_per_s"] / 1e9
@@ -232,18 +303,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(result: dict[str, Any], peak: float, best_peak: float) -> None:
     console.print(
-        f"matmul 2048^3 peak: bf16 {peak:.0f} GFLOP/s, fp32 {result['peak_fp32']['best']:.0f} GFLOP/s "
-        f"(medians {result['peak_bf16']['median']:.0f} / {result['peak_fp32']['median']:.0f}); "
-        f"bf16 faster here: {result['bf16_is_faster']}"
+        f"matmul 2048^3, best of 5 at start / end: bf16 {result['peak_bf16']['best']:.0f} / "
+        f"{result['peak_bf16_end']['best']:.0f} GFLOP/s, fp32 {result['peak_fp32']['best']:.0f} / "
+        f"{result['peak_fp32_end']['best']:.0f} GFLOP/s; ratios use the higher: bf16 {peak:.0f}, "
+        f"best of both {best_peak:.0f}. bf16 autocast chosen by auto here: {result['bf16_is_faster']}"
     )
     table = Table(title="inner-loop LoRA training (real tokens)")
-    for col in ("run", "tok/s", "GFLOP/s", "of bf16 peak", "of best peak", "vs naive", "padding", "steps"):
+    cols = ("run", "tok/s", "GFLOP/s", "of bf16 peak", "of best peak", "vs naive", "padding", "steps",
+            "last-epoch loss", "other load")
+    for col in cols:
         table.add_column(col, justify="left" if col == "run" else "right")
     for name, run in result["runs"].items():
         speed = f"{run['speedup_vs_naive']:.1f}x" if run["speedup_vs_naive"] else "-"
         table.add_row(
             name, f"{run['tokens_per_s']:.0f}", f"{run['gflops']:.0f}", f"{run['of_bf16_peak']:.0%}",
             f"{run['of_best_peak']:.0%}", speed, f"{run['padding']:.0%}", str(run["steps"]),
+            f"{run['epoch_losses'][-1]:.2f}" if run["epoch_losses"] else "-", f"{run['other_load']:.2f}",
         )
     console.print(table)
     best = max(result["runs"].values(), key=lambda r: r["gflops"])
@@ -251,8 +326,9 @@ def _report(result: dict[str, Any], peak: float, best_peak: float) -> None:
     console.print(f"target (>= 50% of the bf16 peak of this run): {verdict}, best {best['of_bf16_peak']:.0%}")
     after = result["load_after"]
     console.print(f"load average after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
-    if result["load_before"][0] > 0.5:
-        console.print("[yellow]the machine was not idle when the run started: numbers may be low[/yellow]")
+    disturbed = [name for name, run in result["runs"].items() if run["other_load"] >= 0.1]
+    if disturbed:
+        console.print(f"[yellow]other processes shared the cores during: {', '.join(disturbed)}[/yellow]")
 
 
 def _cpu_name() -> str:

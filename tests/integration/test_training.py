@@ -69,6 +69,19 @@ def test_loss_falls_and_stats_add_up(trainer):
     assert stats.padded_tokens >= stats.tokens
     assert not stats.bf16
     assert not trainer.model.training  # back in eval mode for scoring
+    assert not any("forward" in m.__dict__ for m in trainer.model.modules())  # PEFT's forward again
+
+
+def test_bf16_autocast_trains(trainer):
+    """The bf16 path (chosen automatically where bf16 is faster) learns too; LoRA stays fp32."""
+    import torch
+
+    trainer.reset(None, seed=0)
+    stats = trainer.train(FACTS, _fast(epochs=4, bf16=True))
+    assert stats.bf16
+    assert all(x == x for x in stats.losses)  # no NaN
+    assert stats.epoch_losses[-1] < stats.epoch_losses[0]
+    assert all(v.dtype == torch.float32 for v in trainer.state().values())
 
 
 def test_same_seed_same_run(trainer):
@@ -113,6 +126,24 @@ def test_packed_loss_equals_each_sequence_alone(trainer):
             count += len(seq) - 1
     assert n == count
     assert packed.item() == pytest.approx(total / count, abs=1e-4)
+
+    # the same loss through the fused LoRA forward that train() swaps in ...
+    trainer._fuse_lora(True)
+    try:
+        with torch.no_grad():
+            fused, _ = trainer._batch_loss(rows, bf16=False)
+    finally:
+        trainer._fuse_lora(False)
+    assert fused.item() == pytest.approx(packed.item(), abs=1e-5)
+    # ... and through transformers' own loss, the fallback for heads we cannot fuse
+    decoder, head = trainer._decoder, trainer._head
+    trainer._decoder = trainer._head = None
+    try:
+        with torch.no_grad():
+            plain, _ = trainer._batch_loss(rows, bf16=False)
+    finally:
+        trainer._decoder, trainer._head = decoder, head
+    assert plain.item() == pytest.approx(packed.item(), abs=1e-5)
 
 
 def test_fresh_adapter_is_a_no_op(trainer):
