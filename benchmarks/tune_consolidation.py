@@ -54,13 +54,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tune_dev.json"))
     args = parser.parse_args()
 
-    from seal_agent.training import LoraSettings, LoraTrainer, TrainSettings
     from transformers import AutoModelForCausalLM
 
     from seal_agent.config import load_config
     from seal_agent.models import build_language_model, quiet_model_loading
     from seal_agent.reward import LoglikScorer, QualityScorer
     from seal_agent.selfedit import SelfEditWriter
+    from seal_agent.training import LoraSettings, LoraTrainer, TrainSettings
     from seal_agent.types import Interaction, InteractionKind, Message, Namespace
 
     quiet_model_loading()
