@@ -150,6 +150,11 @@ class SelfEditConfig(_Section):
     max_source_chars: int = Field(
         1200, ge=100, description="Longer documents are split into chunks of about this size."
     )
+    style: Literal["user", "passage"] = Field(
+        "user",
+        description="Prompts about what the user says (agents), or about passages of text "
+        "(documents, third-person conversations: SEAL's knowledge-incorporation prompts).",
+    )
 
     @model_validator(mode="after")
     def _generated_only(self) -> SelfEditConfig:

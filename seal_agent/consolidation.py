@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from seal_agent.config import SealAgentConfig
+from seal_agent.innerloop import InnerLoop
+from seal_agent.innerloop import mean as _mean
 from seal_agent.journal import Journal, new_id
 from seal_agent.types import Interaction, MemoryStatus, Namespace, Probe, SelfEditFormat
 
@@ -167,6 +169,15 @@ class Consolidator:
         )
 
     @property
+    def inner(self) -> InnerLoop:
+        """The shared inner loop (innerloop.py) on this consolidator's trainer."""
+        if getattr(self, "_inner", None) is None:
+            self._inner = InnerLoop(
+                self.trainer, self.scorer, self.cfg, system_prompt=self.config.agent.system_prompt
+            )
+        return self._inner
+
+    @property
     def trainer(self) -> LoraTrainer:
         """A second copy of the base (fast from the safetensors cache), LoRA-wrapped once."""
         if self._trainer is None:
@@ -253,33 +264,25 @@ class Consolidator:
                 e.text for e in self.journal.self_edits(interaction_id=interaction.id)
                 if e.format is SelfEditFormat.STATEMENT
             ]
-            trainer.reset(start_state)
-            before = _mean(self.scorer.score(trainer.model, qa))
+            before = self.inner.score(qa, start_state)
             scored: list[CandidateResult] = []
             rows: list[dict[str, Any]] = []
             for j, cand in enumerate(candidates, 1):
                 dropped.update(cand.dropped)
                 if cand.directive is not None:
                     fallbacks.update(cand.directive.fallbacks)
-                sequences = self._sequences(cand, statements)
+                sequences = self.inner.sequences(cand, statements)
                 emit("train", candidate=j, candidates=len(candidates))
-                t0 = time.perf_counter()
-                after = reward = None
-                stats_tokens = 0
-                if cand.items:  # a candidate whose every line was dropped earns nothing
-                    trainer.reset(start_state)
-                    stats = trainer.train(sequences, self._settings(cand, update=False))
-                    stats_tokens = stats.tokens
-                    after = _mean(self.scorer.score(trainer.model, qa))
-                    reward = after - before
-                tokens += stats_tokens
-                emit("score", candidate=j, candidates=len(candidates), reward=reward)
+                res = self.inner.reward(cand, statements, qa, start=start_state, before=before)
+                tokens += res.tokens
+                emit("score", candidate=j, candidates=len(candidates), reward=res.reward)
                 scored.append(CandidateResult(
                     format=cand.format.value, items=len(cand.items),
                     directive=cand.directive.as_dict() if cand.directive else None,
-                    score_after=after, reward=reward, tokens=stats_tokens,
-                    seconds=round(time.perf_counter() - t0, 3)))
-                rows.append({"cand": cand, "sequences": sequences, "after": after, "reward": reward})
+                    score_after=res.after, reward=res.reward, tokens=res.tokens,
+                    seconds=res.seconds))
+                rows.append({"cand": cand, "sequences": sequences, "after": res.after,
+                             "reward": res.reward})
             best = max(
                 (i for i, c in enumerate(scored) if c.reward is not None),
                 key=lambda i: scored[i].reward or 0.0, default=None,
@@ -323,7 +326,7 @@ class Consolidator:
         self._emitter(len(todo), len(todo))("update", message=f"{len(winners)} winners")
         trainer.reset(start_state)
         sequences = [s for _, _, seqs, _, _ in winners for s in seqs] + self._replay(ns)
-        stats = trainer.train(sequences, self._settings(None, update=True))
+        stats = trainer.train(sequences, self.inner.settings(update=True))
         tokens += stats.tokens
         new_qa = [(p.question, p.answer) for _, _, _, probes, _ in winners for p in probes]
         recall_after = _mean(self.scorer.score(trainer.model, new_qa))
@@ -441,45 +444,6 @@ class Consolidator:
                 )
         return written
 
-    def _sequences(self, cand: Candidate, statements: list[str]) -> list[str]:
-        """The candidate's lines plus the user's own statement (the raw source).
-
-        The user's half of the exchange, not the assistant's: a small model's
-        answer is not a fact about the user.  A directive may leave either out.
-        """
-        data = cand.directive.data if cand.directive else frozenset({"facts", "statement"})
-        seqs = [self._render(cand.format, x) for x in cand.items] if "facts" in data else []
-        if "statement" in data:
-            seqs += statements
-        return seqs
-
-    def _render(self, fmt: SelfEditFormat, text: str) -> str:
-        """A self-QA pair trains as a chat exchange, in the format the agent answers in.
-
-        Measured on the quickstart's five facts (docs/consolidation.md): plain
-        facts alone taught 1 of 5 answers, facts plus chat-formatted QA 2 of 5.
-        """
-        if fmt is not SelfEditFormat.QA or "\nA:" not in text:
-            return text
-        question, _, answer = text.partition("\nA:")
-        messages = [
-            {"role": "system", "content": self.config.agent.system_prompt},
-            {"role": "user", "content": question.removeprefix("Q:").strip()},
-            {"role": "assistant", "content": answer.strip()},
-        ]
-        return str(self.policy.tokenizer.apply_chat_template(messages, tokenize=False))
-
-    def _settings(self, cand: Candidate | None, *, update: bool) -> Any:
-        from seal_agent.training import TrainSettings
-
-        cfg = self.cfg
-        epochs = cfg.update_epochs if update else cfg.inner_epochs
-        lr = cfg.update_lr if update else cfg.inner_lr
-        if cand is not None and cand.directive is not None:
-            epochs = cand.directive.epochs or epochs
-            lr = cand.directive.lr or lr
-        return TrainSettings(epochs=epochs, lr=lr, batch_tokens=cfg.batch_tokens, seed=cfg.seed)
-
     def _retention_probes(self, ns: Namespace) -> list[tuple[str, str]]:
         rows = self.journal.execute(
             "SELECT p.question, p.answer FROM probes p WHERE p.user_id = ? AND p.agent_id = ? "
@@ -493,7 +457,7 @@ class Consolidator:
 
     def _replay(self, ns: Namespace) -> list[str]:
         texts = [
-            self._render(e.format, e.text)
+            self.inner.render(e.format, e.text)
             for e in self.journal.self_edits(
                 user_id=ns.user_id, agent_id=ns.agent_id, status=[MemoryStatus.CONSOLIDATED]
             )
@@ -576,8 +540,4 @@ _RUN_STATUS = {
     "nothing_to_promote": "rejected",
     "dry_run": "skipped",
 }
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 

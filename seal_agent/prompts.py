@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from seal_agent.types import SelfEditFormat
 
-__all__ = ["DIRECTIVE_PROMPT", "PROBE_PROMPT", "PROMPTS"]
+__all__ = [
+    "DIRECTIVE_PROMPT",
+    "PASSAGE_DIRECTIVE_PROMPT",
+    "PASSAGE_PROBE_PROMPT",
+    "PASSAGE_PROMPTS",
+    "PROBE_PROMPT",
+    "PROMPTS",
+]
 
 _EX1 = "My sister Ana moved to Lisbon last spring to teach chemistry."
 _EX2 = "I play the bassoon in a community orchestra on Tuesdays."
@@ -88,3 +95,85 @@ PROMPTS: dict[SelfEditFormat, str] = {
 # Probes use the question-answer shape, decoded greedily (the most likely
 # question is the most useful check), and are kept apart from the self-edits.
 PROBE_PROMPT = QA_PROMPT
+
+
+# -- passages (documents, SQuAD): SEAL's knowledge-incorporation setting -------------
+# The same completion shapes about a passage instead of a person: SEAL's
+# "implications", "rewrite" and "self-QA" prompts, as two worked examples.
+# The example passages are invented, so the faithfulness check drops any line
+# that carries their names into a real passage's self-edit.
+
+_PX1 = (
+    "The Varnholt Canal was dug between 1821 and 1834 to link the river Ember with the port of "
+    "Saltmere. It is 62 kilometres long and has 14 locks."
+)
+_PX2 = (
+    "Orinda Vale, a botanist at the University of Kessa, described the blue fern Pteris "
+    "kessana in 1902 after finding it on the island of Mora."
+)
+
+PASSAGE_IMPLICATION_PROMPT = f"""Passage: {_PX1}
+Implications:
+- The Varnholt Canal links the river Ember with Saltmere.
+- Building the Varnholt Canal took 13 years.
+- The canal was finished in 1834.
+- The Varnholt Canal has 14 locks.
+
+Passage: {_PX2}
+Implications:
+- Pteris kessana is a blue fern.
+- Orinda Vale worked at the University of Kessa.
+- Pteris kessana was found on the island of Mora.
+- Pteris kessana was described in 1902.
+
+Passage: {{source}}
+Implications:
+-"""
+
+PASSAGE_REWRITE_PROMPT = f"""Passage: {_PX1}
+Rewritten: Saltmere's port and the river Ember are joined by the 62-kilometre Varnholt Canal, built from 1821 to 1834, with 14 locks along the way.
+
+Passage: {_PX2}
+Rewritten: In 1902 the botanist Orinda Vale of the University of Kessa described a blue fern, Pteris kessana, which she had found on Mora.
+
+Passage: {{source}}
+Rewritten:"""
+
+PASSAGE_QA_PROMPT = f"""Passage: {_PX1}
+Q: Which port does the Varnholt Canal connect to the river Ember?
+A: Saltmere
+Q: How many locks does the Varnholt Canal have?
+A: 14
+
+Passage: {_PX2}
+Q: Who described Pteris kessana?
+A: Orinda Vale
+Q: Where was Pteris kessana found?
+A: On the island of Mora
+
+Passage: {{source}}
+Q:"""
+
+PASSAGE_DIRECTIVE_PROMPT = f"""Passage: {_PX1}
+Implications:
+- The Varnholt Canal links the river Ember with Saltmere.
+- The canal was finished in 1834.
+Training: epochs=3 lr=0.0003 data=facts,statement
+
+Passage: {_PX2}
+Implications:
+- Pteris kessana is a blue fern.
+- Pteris kessana was found on the island of Mora.
+Training: epochs=5 lr=0.0001 data=facts
+
+Passage: {{source}}
+Implications:
+-"""
+
+PASSAGE_PROMPTS: dict[SelfEditFormat, str] = {
+    SelfEditFormat.IMPLICATION: PASSAGE_IMPLICATION_PROMPT,
+    SelfEditFormat.REWRITE: PASSAGE_REWRITE_PROMPT,
+    SelfEditFormat.QA: PASSAGE_QA_PROMPT,
+    SelfEditFormat.DIRECTIVE: PASSAGE_DIRECTIVE_PROMPT,
+}
+PASSAGE_PROBE_PROMPT = PASSAGE_QA_PROMPT

@@ -20,11 +20,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from seal_agent.config import SelfEditConfig
 from seal_agent.journal import new_id
 from seal_agent.models.base import GenerationParams, LanguageModel
-from seal_agent.prompts import DIRECTIVE_PROMPT, PROBE_PROMPT, PROMPTS
+from seal_agent.prompts import (
+    DIRECTIVE_PROMPT,
+    PASSAGE_PROBE_PROMPT,
+    PASSAGE_PROMPTS,
+    PROBE_PROMPT,
+    PROMPTS,
+)
 from seal_agent.text import (
     content_words,
     drop_questions,
@@ -202,10 +209,37 @@ class _Gate:
 class SelfEditWriter:
     """Writes self-edits and probes with a language model (the self-edit policy)."""
 
-    def __init__(self, lm: LanguageModel, config: SelfEditConfig, *, author: str | None = None):
+    def __init__(
+        self,
+        lm: LanguageModel,
+        config: SelfEditConfig,
+        *,
+        author: str | None = None,
+        style: Literal["user", "passage"] | None = None,
+    ):
+        """``style``: prompts about what a user said (the agent's default), or
+        about a passage of text (documents; SEAL's knowledge-incorporation
+        setting, used by ``seal-agent eval squad`` and policy training); None:
+        ``config.style``."""
+        style = style or config.style
+        if style not in ("user", "passage"):
+            raise ValueError(f"style must be 'user' or 'passage', not {style!r}")
         self.lm = lm
         self.config = config
         self.author = author or lm.name
+        self.style = style
+        label = "Passage:" if style == "passage" else "Statement:"
+        self._stops = (f"\n\n{label}", f"\n{label}")
+
+    def prompt(self, fmt: SelfEditFormat, source: str) -> str:
+        """The completion prompt that asks for one ``fmt`` self-edit of ``source``."""
+        if self.style == "passage":
+            table = PASSAGE_PROMPTS
+        else:
+            table = {**PROMPTS, SelfEditFormat.DIRECTIVE: DIRECTIVE_PROMPT}
+        if fmt not in table:
+            raise ValueError(f"no {self.style} prompt for the {fmt.value} format")
+        return table[fmt].format(source=_one_line(source))
 
     def derive(
         self,
@@ -276,10 +310,10 @@ class SelfEditWriter:
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
-                stop=("\n\nStatement:", "\n\n"),
+                stop=(self._stops[0], "\n\n"),
                 stop_on_repeated_line=True,
             )
-            prompts = [PROMPTS[fmt].format(source=_one_line(chunk)) for fmt, chunk in jobs]
+            prompts = [self.prompt(fmt, chunk) for fmt, chunk in jobs]
             outputs: list[str] = []
             for start in range(0, len(prompts), cfg.batch_size):
                 outputs += self.lm.complete(prompts[start : start + cfg.batch_size], params)
@@ -320,15 +354,12 @@ class SelfEditWriter:
             return []
         chunk = _one_line(split_chunks(source, cfg.max_source_chars)[0])
         jobs = [formats[i % len(formats)] for i in range(k)]
-        prompts = [
-            (DIRECTIVE_PROMPT if fmt is SelfEditFormat.DIRECTIVE else PROMPTS[fmt]).format(source=chunk)
-            for fmt in jobs
-        ]
+        prompts = [self.prompt(fmt, chunk) for fmt in jobs]
         params = GenerationParams(
             max_new_tokens=cfg.max_new_tokens + 24,
             temperature=temperature,
             top_p=cfg.top_p,
-            stop=("\n\nStatement:", "\nStatement:"),
+            stop=self._stops,
             stop_on_repeated_line=True,
         )
         outputs: list[str] = []
@@ -401,10 +432,11 @@ class SelfEditWriter:
         """Greedy question-answer pairs whose answers the source states."""
         params = GenerationParams(
             max_new_tokens=48 * self.config.probes_per_interaction,
-            stop=("\n\nStatement:", "\n\n"),
+            stop=(self._stops[0], "\n\n"),
             stop_on_repeated_line=True,
         )
-        prompts = [PROBE_PROMPT.format(source=_one_line(c)) for c in chunks]
+        probe_prompt = PASSAGE_PROBE_PROMPT if self.style == "passage" else PROBE_PROMPT
+        prompts = [probe_prompt.format(source=_one_line(c)) for c in chunks]
         outputs: list[str] = []
         for start in range(0, len(prompts), self.config.batch_size):
             outputs += self.lm.complete(prompts[start : start + self.config.batch_size], params)
