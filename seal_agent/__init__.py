@@ -4,7 +4,7 @@ Importing this package is cheap (no torch, transformers or chromadb): the
 heavy parts load when an agent first needs them.
 """
 
-from seal_agent.agent import ChatResult, RememberResult, ReprocessReport, SealAgent
+from seal_agent.agent import ChatResult, ChatStream, RememberResult, ReprocessReport, SealAgent
 from seal_agent.buffer import Buffer
 from seal_agent.config import (
     AgentConfig,
@@ -66,6 +66,7 @@ __all__ = [
     "BufferConfig",
     "BufferStoreError",
     "ChatResult",
+    "ChatStream",
     "ConfigError",
     "ConsolidationBusyError",
     "ConsolidationError",

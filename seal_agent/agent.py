@@ -10,6 +10,10 @@ One turn of :meth:`SealAgent.chat`:
    oldest turns dropped first, memories kept;
 5. answer (greedy), add the answer to the journal;
 6. derive self-edits and probes inline, on the background worker, or not at all.
+
+:meth:`SealAgent.stream` is the same turn with the answer yielded as it is
+decoded; :meth:`SealAgent.log_exchange` logs a turn another model answered,
+which then goes through the same derivation.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +33,9 @@ from seal_agent.config import SealAgentConfig, load_config
 from seal_agent.errors import CorruptHomeError, InputTooLongError, MemoryNotFoundError
 from seal_agent.journal import Journal
 from seal_agent.models.base import AdapterRef, GenerationParams
-from seal_agent.text import clean_input, trim_repetition
+from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
 from seal_agent.types import (
     DeriveStatus,
-    Interaction,
     InteractionKind,
     Memory,
     MemoryStatus,
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from seal_agent.selfedit import SelfEditWriter
     from seal_agent.worker import DeriveWorker
 
-__all__ = ["ChatResult", "ReprocessReport", "SealAgent"]
+__all__ = ["ChatResult", "ChatStream", "RememberResult", "ReprocessReport", "SealAgent"]
 
 log = logging.getLogger("seal_agent")
 
@@ -191,82 +195,213 @@ class SealAgent:
         retrieval: bool | None = None,
         weights: bool = True,
         metadata: dict[str, Any] | None = None,
+        history: Sequence[Message] | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
     ) -> ChatResult:
         """One turn.  ``retrieval=False`` answers without buffer memories in the
-        prompt; ``weights=False`` without the namespace's memory adapter."""
+        prompt; ``weights=False`` without the namespace's memory adapter.
+
+        By default the session's earlier turns come from the journal.  A caller
+        that keeps the conversation itself (a framework with its own message
+        history) passes it as ``history`` (user and assistant messages, oldest
+        first) and, optionally, its own ``system_prompt``; memories are added
+        to the system message either way.  ``params`` overrides the decoding
+        settings (``agent.max_new_tokens``, greedy).
+        """
+        turn = self._prepare_turn(
+            message, user_id, agent_id, session_id, retrieval, weights, metadata,
+            history, system_prompt, params,
+        )
+        self._open_turn(turn)
+        try:
+            raw = self.lm.chat(turn.prompt, turn.params, adapter=turn.adapter)
+        finally:
+            self._turn_idle.set()
+        return self._close_turn(turn, trim_repetition(raw))
+
+    def stream(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        retrieval: bool | None = None,
+        weights: bool = True,
+        metadata: dict[str, Any] | None = None,
+        history: Sequence[Message] | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> ChatStream:
+        """:meth:`chat`, with the answer's text yielded as it is generated.
+
+        The message is checked at once (the same typed errors, nothing logged);
+        it is committed when iteration starts, and the answer is added once the
+        stream ends, so a streamed turn is logged once, like a chat turn.  The
+        text yielded is exactly the answer logged (see
+        :class:`~seal_agent.text.StreamTrimmer`).  A reader that stops early
+        cancels decoding; what it was shown is logged as the answer, marked
+        ``closed_early`` in the turn's metadata (if nothing was shown, the turn
+        stays unanswered, as after a crash).  ``ChatStream.result`` holds the
+        :class:`ChatResult` once the stream has ended.
+        """
+        turn = self._prepare_turn(
+            message, user_id, agent_id, session_id, retrieval, weights, metadata,
+            history, system_prompt, params,
+        )
+        return ChatStream(self, turn)
+
+    def _prepare_turn(
+        self,
+        message: str,
+        user_id: str | None,
+        agent_id: str | None,
+        session_id: str | None,
+        retrieval: bool | None,
+        weights: bool,
+        metadata: dict[str, Any] | None,
+        history: Sequence[Message] | None,
+        system_prompt: str | None,
+        params: GenerationParams | None,
+    ) -> _Turn:
+        """Every check of a turn, before anything is logged."""
         started = time.perf_counter()
-        use_weights = weights
         ns = self._namespace(user_id, agent_id, session_id)
         text = clean_input(message)
-        use_retrieval = self.config.agent.retrieval if retrieval is None else retrieval
-        max_new = self.config.agent.max_new_tokens
-        room = self.context_length - max_new
-        system_only = self.lm.count_chat_tokens(
-            [Message(role="system", content=self.config.agent.system_prompt)]
+        system = (
+            clean_input(system_prompt, "system prompt")
+            if system_prompt is not None
+            else self.config.agent.system_prompt
         )
+        turns = _group_turns(history) if history is not None else None
+        params = params or GenerationParams(max_new_tokens=self.config.agent.max_new_tokens)
+        room = self.context_length - params.max_new_tokens
+        system_only = self.lm.count_chat_tokens([Message(role="system", content=system)])
         own = self.lm.count_tokens(text)
         if own + system_only > room:
             raise InputTooLongError(
-                f"message is {own} tokens; with the system prompt and a {max_new}-token answer "
-                f"it does not fit the model's {self.context_length}-token context. Split it, "
-                "or hand long documents to remember(), which chunks them"
+                f"message is {own} tokens; with the system prompt and a "
+                f"{params.max_new_tokens}-token answer it does not fit the model's "
+                f"{self.context_length}-token context. Split it, or hand long documents "
+                "to remember(), which chunks them"
             )
-        user_msg = Message(role="user", content=text)
-        history = self.journal.session_history(ns)  # read before this turn is logged
-        interaction = self.journal.log_interaction(
-            ns, InteractionKind.CHAT, [user_msg], metadata=metadata or {}
+        return _Turn(
+            started=started,
+            ns=ns,
+            user_msg=Message(role="user", content=text),
+            retrieval=self.config.agent.retrieval if retrieval is None else retrieval,
+            weights=weights,
+            metadata=dict(metadata or {}),
+            turns=turns,
+            system=system,
+            params=params,
+            room=room,
         )
+
+    def _open_turn(self, turn: _Turn) -> None:
+        """Commit the user's message, then recall and build the prompt.
+
+        Leaves ``_turn_idle`` cleared (the worker waits): the caller sets it
+        once decoding ends.
+        """
+        if turn.turns is None:  # read before this turn is logged
+            turn.turns = [list(t.messages) for t in self.journal.session_history(turn.ns)]
+        interaction = self.journal.log_interaction(
+            turn.ns, InteractionKind.CHAT, [turn.user_msg], metadata=turn.metadata
+        )
+        turn.interaction_id = interaction.id
         self._turn_idle.clear()
         try:
-            memories = self._recall(text, ns) if use_retrieval else []
-            prompt, memories, kept_turns = self._build_prompt(user_msg, memories, history, room)
-            adapter = self._memory_adapter(ns) if use_weights else None
-            answer = trim_repetition(
-                self.lm.chat(prompt, GenerationParams(max_new_tokens=max_new), adapter=adapter)
+            memories = self._recall(turn.user_msg.content, turn.ns) if turn.retrieval else []
+            turn.prompt, turn.memories, turn.kept_turns = self._build_prompt(
+                turn.user_msg, memories, turn.turns, turn.room, turn.system
             )
-        finally:
+            turn.adapter = self._memory_adapter(turn.ns) if turn.weights else None
+        except BaseException:
             self._turn_idle.set()
-        prompt_tokens = self.lm.count_chat_tokens(prompt)
+            raise
+
+    def _close_turn(self, turn: _Turn, answer: str, **extra: Any) -> ChatResult:
+        """Add the answer to the journal, hand the turn to derivation."""
+        assert turn.interaction_id is not None
+        prompt_tokens = self.lm.count_chat_tokens(turn.prompt)
+        adapter = turn.adapter.key if turn.adapter else None
         self.journal.complete_turn(
-            interaction.id,
+            turn.interaction_id,
             Message(role="assistant", content=answer),
             {
-                "retrieval": use_retrieval,
-                "adapter": adapter.key if adapter else None,
-                "memories": [m.id for m in memories],
+                "retrieval": turn.retrieval,
+                "adapter": adapter,
+                "memories": [m.id for m in turn.memories],
                 "prompt_tokens": prompt_tokens,
                 "model": self.lm.name,
+                **extra,
             },
         )
-        self._after_logged(interaction.id)
+        self._after_logged(turn.interaction_id)
+        assert turn.turns is not None
         return ChatResult(
             answer=answer,
-            adapter=adapter.key if adapter else None,
-            interaction_id=interaction.id,
-            namespace=ns,
-            memories=tuple(memories),
+            adapter=adapter,
+            interaction_id=turn.interaction_id,
+            namespace=turn.ns,
+            memories=tuple(turn.memories),
             prompt_tokens=prompt_tokens,
-            history_turns=kept_turns,
-            dropped_turns=len(history) - kept_turns,
-            seconds=round(time.perf_counter() - started, 3),
+            history_turns=turn.kept_turns,
+            dropped_turns=len(turn.turns) - turn.kept_turns,
+            seconds=round(time.perf_counter() - turn.started, 3),
         )
+
+    def _stream_turn(self, turn: _Turn, stream: ChatStream) -> Iterator[str]:
+        self._open_turn(turn)
+        trimmer = StreamTrimmer(turn.params.stop)
+        decode = getattr(self.lm, "stream_chat", None)
+        pieces: Iterator[str] = (
+            decode(turn.prompt, turn.params, adapter=turn.adapter)
+            if decode is not None
+            else iter([self.lm.chat(turn.prompt, turn.params, adapter=turn.adapter)])
+        )
+        closed_early = False
+        try:
+            for piece in pieces:
+                if new := trimmer.feed(piece):
+                    yield new
+                if trimmer.done:
+                    break
+            if tail := trimmer.finish():
+                yield tail
+        except GeneratorExit:  # the reader stopped reading
+            closed_early = True
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # cancels decoding that is still running
+            self._turn_idle.set()
+        if closed_early and not trimmer.shown:
+            return  # nothing was shown: the turn stays unanswered, as after a crash
+        extra = {"stream": True, **({"closed_early": True} if closed_early else {})}
+        stream.result = self._close_turn(turn, trimmer.shown, **extra)
 
     def _build_prompt(
         self,
         user_msg: Message,
         memories: list[Memory],
-        history: Sequence[Interaction],
+        history: Sequence[Sequence[Message]],
         room: int,
+        system_prompt: str | None = None,
     ) -> tuple[list[Message], list[Memory], int]:
         """Fit system + memories + history + message into ``room`` tokens.
 
+        ``history`` is the earlier turns, each a list of messages, oldest first.
         Oldest turns drop first; memories stay unless the message and the
         memories alone overflow, then the weakest memories go.
         """
         agent_cfg = self.config.agent
+        base = agent_cfg.system_prompt if system_prompt is None else system_prompt
 
         def system(mems: list[Memory]) -> Message:
-            content = agent_cfg.system_prompt
+            content = base
             if mems:
                 lines = "\n".join(f"- {m.text}" for m in mems)
                 content = (
@@ -277,12 +412,68 @@ class SealAgent:
         mems = list(memories)
         while mems and self.lm.count_chat_tokens([system(mems), user_msg]) > room:
             mems.pop()  # the weakest memory (hits come best first)
-        turns = [list(t.messages) for t in history]
+        turns = [list(t) for t in history]
         while True:
             messages = [system(mems), *(m for turn in turns for m in turn), user_msg]
             if not turns or self.lm.count_chat_tokens(messages) <= room:
                 return messages, mems, len(turns)
             turns.pop(0)
+
+    def log_exchange(
+        self,
+        message: str,
+        answer: str | None = None,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> RememberResult:
+        """Log a turn that another model answered, so it becomes memory like a chat turn.
+
+        This is how an app's own model (a hosted one, say) teaches the local
+        one: the exchange is committed in one transaction (both messages, or
+        none), then goes through the same derivation as :meth:`chat` (self-edits
+        and probes, the buffer) and, later, consolidation.  Without an
+        ``answer`` the user's message is committed as an open turn; add the
+        answer with :meth:`answer_turn`.
+        """
+        ns = self._namespace(user_id, agent_id, session_id)
+        messages = [Message(role="user", content=_bounded(message, "message"))]
+        if answer is not None:
+            messages.append(Message(role="assistant", content=_bounded(answer, "answer")))
+        interaction = self.journal.log_interaction(
+            ns, InteractionKind.CHAT, messages, metadata={"source": "external", **(metadata or {})}
+        )
+        if answer is not None:
+            self._after_logged(interaction.id)
+        return RememberResult(
+            interaction_id=interaction.id,
+            namespace=ns,
+            derive_status=self.journal.get_interaction(interaction.id).derive_status,
+        )
+
+    def answer_turn(
+        self, interaction_id: str, answer: str, *, metadata: dict[str, Any] | None = None
+    ) -> RememberResult:
+        """Add the answer to an open chat turn (see :meth:`log_exchange`) and derive it."""
+        from seal_agent.errors import InputError
+
+        reply = _bounded(answer, "answer")
+        interaction = self.journal.get_interaction(interaction_id)
+        if interaction.kind is not InteractionKind.CHAT or any(
+            m.role == "assistant" for m in interaction.messages
+        ):
+            raise InputError(f"interaction {interaction_id} is not an open chat turn")
+        self.journal.complete_turn(
+            interaction_id, Message(role="assistant", content=reply), metadata or {}
+        )
+        self._after_logged(interaction_id)
+        return RememberResult(
+            interaction_id=interaction_id,
+            namespace=interaction.namespace,
+            derive_status=self.journal.get_interaction(interaction_id).derive_status,
+        )
 
     # -- remembering ----------------------------------------------------------------------
     def remember(
@@ -330,13 +521,19 @@ class SealAgent:
         agent_id: str | None = None,
         top_k: int | None = None,
         min_similarity: float | None = None,
+        include_consolidated: bool | None = None,
     ) -> list[Memory]:
         """The namespace's buffered memories most relevant to ``query``.
 
-        An unknown namespace simply has no memories: the result is empty.
+        ``include_consolidated`` also searches memories already trained into
+        an adapter (default: only in hybrid mode, ``consolidation.drain =
+        false``).  An unknown namespace simply has no memories: the result is
+        empty.
         """
         ns = self._namespace(user_id, agent_id, None)
-        return self._recall(clean_input(query, "query"), ns, top_k, min_similarity)
+        return self._recall(
+            clean_input(query, "query"), ns, top_k, min_similarity, include_consolidated
+        )
 
     def _recall(
         self,
@@ -344,13 +541,16 @@ class SealAgent:
         ns: Namespace,
         top_k: int | None = None,
         min_similarity: float | None = None,
+        include_consolidated: bool | None = None,
     ) -> list[Memory]:
         k = top_k or self.config.buffer.top_k
         # Hybrid mode (consolidation.drain = false): consolidated memories stay retrievable.
+        if include_consolidated is None:
+            include_consolidated = not self.config.consolidation.drain
         wanted = (
-            (MemoryStatus.BUFFERED,)
-            if self.config.consolidation.drain
-            else (MemoryStatus.BUFFERED, MemoryStatus.CONSOLIDATED)
+            (MemoryStatus.BUFFERED, MemoryStatus.CONSOLIDATED)
+            if include_consolidated
+            else (MemoryStatus.BUFFERED,)
         )
         hits = self.buffer.search(
             query, ns, top_k=k, min_similarity=min_similarity, statuses=wanted
@@ -634,6 +834,72 @@ class SealAgent:
                 if (v := self.adapters.active(u, a)) is not None
             ],
         }
+
+
+class ChatStream:
+    """The answer of :meth:`SealAgent.stream`: iterate for its text as it comes.
+
+    ``result`` is the turn's :class:`ChatResult` once iteration has ended
+    (None before, and after a stream closed before anything was shown).
+    ``close()`` stops decoding early.
+    """
+
+    def __init__(self, agent: SealAgent, turn: _Turn) -> None:
+        self.result: ChatResult | None = None
+        self._chunks = agent._stream_turn(turn, self)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+@dataclass
+class _Turn:
+    """One turn between its checks and its logged answer (internal)."""
+
+    started: float
+    ns: Namespace
+    user_msg: Message
+    retrieval: bool
+    weights: bool
+    metadata: dict[str, Any]
+    turns: list[list[Message]] | None  # None: read the session's from the journal
+    system: str
+    params: GenerationParams
+    room: int
+    interaction_id: str | None = None
+    prompt: list[Message] = field(default_factory=list)
+    memories: list[Memory] = field(default_factory=list)
+    kept_turns: int = 0
+    adapter: AdapterRef | None = None
+
+
+def _group_turns(history: Sequence[Message]) -> list[list[Message]]:
+    """A caller's conversation as turns: each user message opens one."""
+    turns: list[list[Message]] = []
+    for message in history:
+        if not isinstance(message, Message) or message.role == "system":
+            from seal_agent.errors import InputError
+
+            raise InputError(
+                "history holds user and assistant Messages only (pass system_prompt= "
+                f"for the system message), got {message!r:.80}"
+            )
+        if message.role == "user" or not turns:
+            turns.append([])
+        turns[-1].append(message)
+    return turns
+
+
+def _bounded(text: str, what: str) -> str:
+    clean = clean_input(text, what)
+    if len(clean) > MAX_DOCUMENT_CHARS:
+        raise InputTooLongError(
+            f"{what} is {len(clean)} characters; at most {MAX_DOCUMENT_CHARS} can be logged at once"
+        )
+    return clean
 
 
 def _probe_pair(probe: tuple[str, str] | dict[str, str]) -> tuple[str, str]:

@@ -21,6 +21,7 @@ __all__ = [
     "is_degenerate",
     "normalize",
     "split_chunks",
+    "StreamTrimmer",
     "trim_repetition",
     "unsupported_terms",
 ]
@@ -86,6 +87,97 @@ def trim_repetition(text: str) -> str:
         kept.append(piece.strip())
     out = " ".join(kept) if "\n" not in text else "\n".join(kept)
     return out.strip() or text.strip()
+
+
+_PIECE_END = re.compile(r"(?<=[.!?\n])\s*")
+
+
+class StreamTrimmer:
+    """The streaming counterpart of :func:`trim_repetition` and stop strings.
+
+    Feed it the raw text a model decodes, piece by piece; it returns only what
+    is safe to show: text that no later token can take back.  It holds back a
+    tail that could still become a stop string, a sentence still being written
+    that so far repeats the start of an earlier one, and trailing white space.
+    What it has shown is therefore always the start of the final answer, and
+    ``shown`` (everything returned) is the answer to log: a streamed answer and
+    the logged one are the same text.  ``done`` turns true once a stop string
+    or a repeated sentence ended the answer; decoding can stop there.
+    """
+
+    def __init__(self, stops: tuple[str, ...] | list[str] = ()) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.raw = ""
+        self.shown = ""
+        self.done = False
+
+    def feed(self, text: str) -> str:
+        self.raw += text
+        return self._advance(final=False)
+
+    def finish(self) -> str:
+        """The rest of the answer once decoding ended."""
+        return self._advance(final=True)
+
+    def _advance(self, *, final: bool) -> str:
+        if self.done:
+            return ""
+        text, stopped = self.raw, False
+        for stop in self.stops:
+            idx = text.find(stop)
+            if idx >= 0:
+                text, stopped = text[:idx], True
+        if not (final or stopped):
+            text = text[: len(text) - self._partial_stop(text)]
+        text, repeated = _unrepeated(text, complete=final or stopped)
+        candidate = text.strip()
+        if stopped or repeated:
+            self.done = True
+        if not candidate.startswith(self.shown):
+            # Normalisation can, rarely, re-judge text already shown: keep what
+            # was shown (it is what the reader saw) and end the answer there.
+            self.done = True
+            return ""
+        new, self.shown = candidate[len(self.shown) :], candidate
+        return new
+
+    def _partial_stop(self, text: str) -> int:
+        """Length of the longest tail of ``text`` that begins a stop string."""
+        longest = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(text)), longest, -1):
+                if text.endswith(stop[:k]):
+                    longest = k
+                    break
+        return longest
+
+
+def _unrepeated(text: str, *, complete: bool) -> tuple[str, bool]:
+    """Cut ``text`` before its first repeated sentence or line.
+
+    Returns (kept text, whether a repeat was found).  Unless ``complete``, the
+    last sentence is still being written: it is held back while it could turn
+    into a repeat of an earlier one.
+    """
+    pieces: list[tuple[int, str, bool]] = []  # (start, text, ended by . ! ? or newline)
+    pos = 0
+    for match in _PIECE_END.finditer(text):
+        if match.end() > pos:
+            pieces.append((pos, text[pos : match.start()], True))
+            pos = match.end()
+    if pos < len(text):
+        pieces.append((pos, text[pos:], complete))
+    seen: set[str] = set()
+    for start, piece, ended in pieces:
+        key = normalize(piece)
+        if not key:
+            continue
+        if ended and key in seen:
+            return text[:start], True
+        if not ended and any(k.startswith(key) for k in seen):
+            return text[:start], False  # may still become a repeat: hold it back
+        seen.add(key)
+    return text, False
 
 
 def is_degenerate(text: str, *, min_chars: int = 3) -> bool:

@@ -146,6 +146,58 @@ class TransformersLM:
     ) -> str:
         return self._generate([self.format_chat(messages)], params, adapter)[0]
 
+    def stream_chat(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams = GREEDY,
+        adapter: AdapterRef | None = None,
+    ) -> Iterator[str]:
+        """Decode one answer and yield its text as it comes (raw, untrimmed).
+
+        Generation runs on a thread that feeds transformers'
+        ``TextIteratorStreamer``.  Closing the iterator early (the reader
+        stopped) cancels decoding at the next token; an error in decoding is
+        re-raised here.
+        """
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        tok = self.tokenizer
+        enc = tok([self.format_chat(messages)], return_tensors="pt", add_special_tokens=False)
+        prompt_len = enc["input_ids"].shape[1]
+        kwargs = _generate_kwargs(tok, params, self.context_length - prompt_len, prompt_len)
+        cancel = threading.Event()
+        criteria = _StopCriteria(tok, prompt_len, params.stop, params.stop_on_repeated_line, cancel)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            import torch
+
+            try:
+                with self._gen_lock, self._using(adapter) as model, torch.inference_mode():
+                    if params.seed is not None and not params.greedy:
+                        with self._rng_lock:
+                            torch.manual_seed(params.seed)
+                            model.generate(**enc, **kwargs, streamer=streamer)
+                    else:
+                        model.generate(**enc, **kwargs, streamer=streamer)
+            except BaseException as exc:  # handed to the reader below
+                failure.append(exc)
+                streamer.end()  # generate() ends the stream only when it returns
+
+        thread = threading.Thread(target=run, name="seal-agent-stream", daemon=True)
+        thread.start()
+        try:
+            for text in streamer:
+                if text:
+                    yield text
+        finally:
+            cancel.set()
+            thread.join()
+        if failure:
+            raise failure[0]
+
     def complete(
         self,
         prompts: Sequence[str],
@@ -181,19 +233,7 @@ def generate(
     tok.padding_side = "left"  # batched decoding needs the prompts right-aligned
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     prompt_len = enc["input_ids"].shape[1]
-    budget = context_length - prompt_len
-    if budget < 1:
-        raise InputTooLongError(
-            f"prompt of {prompt_len} tokens leaves no room in a {context_length}-token context"
-        )
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": min(params.max_new_tokens, budget),
-        "pad_token_id": tok.pad_token_id,
-        "do_sample": not params.greedy,
-    }
-    if not params.greedy:
-        kwargs["temperature"] = params.temperature
-        kwargs["top_p"] = params.top_p
+    kwargs = _generate_kwargs(tok, params, context_length - prompt_len, prompt_len)
     criteria = _StopCriteria(tok, prompt_len, params.stop, params.stop_on_repeated_line)
     if criteria.active:
         kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
@@ -206,6 +246,25 @@ def generate(
             out = model.generate(**enc, **kwargs)
     texts = tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
     return [_cut(t, params.stop, params.stop_on_repeated_line) for t in texts]
+
+
+def _generate_kwargs(
+    tokenizer: Any, params: GenerationParams, budget: int, prompt_len: int
+) -> dict[str, Any]:
+    if budget < 1:
+        raise InputTooLongError(
+            f"prompt of {prompt_len} tokens leaves no room in a "
+            f"{prompt_len + budget}-token context"
+        )
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": min(params.max_new_tokens, budget),
+        "pad_token_id": tokenizer.pad_token_id,
+        "do_sample": not params.greedy,
+    }
+    if not params.greedy:
+        kwargs["temperature"] = params.temperature
+        kwargs["top_p"] = params.top_p
+    return kwargs
 
 
 def _cut(text: str, stops: Sequence[str], repeated_line: bool) -> str:
@@ -235,16 +294,28 @@ class _StopCriteria:
     otherwise burns the whole token budget.
     """
 
-    def __init__(self, tokenizer: Any, prompt_len: int, stops: Sequence[str], repeated: bool):
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompt_len: int,
+        stops: Sequence[str],
+        repeated: bool,
+        cancel: threading.Event | None = None,
+    ):
         self.tokenizer = tokenizer
         self.prompt_len = prompt_len
         self.stops = tuple(stops)
         self.repeated = repeated
+        self.cancel = cancel  # set by a stream's reader that stopped reading
         self.active = bool(self.stops) or repeated
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
+        if self.cancel is not None and self.cancel.is_set():
+            return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if not self.active:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
         done = [self._done(t) for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

@@ -20,6 +20,7 @@ EXPECTED = {
     # agent and its results
     "SealAgent",
     "ChatResult",
+    "ChatStream",
     "RememberResult",
     "ReprocessReport",
     # stages
