@@ -1,0 +1,19 @@
+"""Shared set-up: the real default model, real Chroma, real SQLite.
+
+The converted model is the one the core tests cache in <repo>/.cache/models.
+One SealAgent (one loaded model) serves every test of a session that needs
+the model; see ``_shared.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+os.environ.setdefault("SEAL_AGENT_MODEL__CACHE_DIR", str(REPO / ".cache" / "models"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may reach for a hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.pop("SEAL_AGENT_HOME", None)
+os.environ.pop("SEAL_AGENT_CONFIG", None)
