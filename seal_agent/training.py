@@ -38,6 +38,7 @@ import time
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,6 +55,7 @@ __all__ = [
     "ADAPTER_WEIGHTS",
     "LoraSettings",
     "LoraTrainer",
+    "TrainExample",
     "TrainSettings",
     "TrainStats",
     "bf16_is_faster",
@@ -134,6 +136,22 @@ class TrainSettings(_Frozen):
         if self.schedule == "linear":
             return self.lr * (1.0 - progress)
         return self.lr
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """A (prompt, completion) pair: only the completion's tokens carry loss.
+
+    Policy training teaches the self-edit writer *what to write after* a
+    prompt; the few-shot prompt itself (hundreds of tokens, the same for every
+    example) must not be learned. ``weight`` scales the example's token losses:
+    1 for supervised fine-tuning, the group-relative advantage for GRPO
+    (negative: make this completion less likely).
+    """
+
+    prompt: str
+    completion: str
+    weight: float = 1.0
 
 
 class TrainStats(_Frozen):
@@ -303,14 +321,22 @@ class LoraTrainer:
         return {k: v.to(torch.float32) for k, v in state.items()}
 
     # -- training --------------------------------------------------------------------
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The live LoRA tensors (the only trainable ones)."""
+        return list(self._params.values())
+
     def train(
         self,
-        sequences: Sequence[str],
+        sequences: Sequence[str] | Sequence[TrainExample],
         settings: TrainSettings | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> TrainStats:
         """Train the current adapter on ``sequences`` (each one causal-LM example).
 
+        A plain string is learned whole. A :class:`TrainExample` is learned on
+        its completion only (its prompt's tokens are context, never targets),
+        its token losses scaled by its weight; the loss is the weighted sum over
+        all target tokens divided by their number (token-level, as TRL's GRPO).
         Starts from whatever the adapter holds: call :meth:`reset` first for a
         fresh candidate. ``progress(step, total_steps)`` follows every step.
         """
@@ -321,7 +347,13 @@ class LoraTrainer:
         bf16 = bf16_is_faster() if settings.bf16 is None else settings.bf16
 
         # data: tokenize once, pack into rows once; rows are reshuffled into batches per epoch
-        rows = self._pack(self._tokenize(sequences, settings.max_seq_len))
+        if sequences and not isinstance(sequences, str) and any(
+            isinstance(x, TrainExample) for x in sequences
+        ):
+            seqs, masked, weights = self._encode_examples(sequences, settings.max_seq_len)
+            rows = self._pack(seqs, masked, weights)
+        else:  # the inner loop's path, unchanged: whole strings, unit weights
+            rows = self._pack(self._tokenize(sequences, settings.max_seq_len))  # type: ignore[arg-type]
         n_rows, row_len = rows.ids.shape
         rows_per_batch = max(1, settings.batch_tokens // row_len)
         n_batches = math.ceil(n_rows / rows_per_batch)  # rows spread evenly: no runt batch
@@ -401,7 +433,46 @@ class LoraTrainer:
             raise ValueError("nothing to train on: every sequence is empty")
         return out
 
-    def _pack(self, seqs: list[list[int]]) -> _Rows:
+    def _encode_examples(
+        self, examples: Sequence[str | TrainExample], max_seq_len: int
+    ) -> tuple[list[list[int]], list[int], list[float]]:
+        """Token ids, the number of leading prompt tokens (no loss), and a weight per example.
+
+        Prompt and completion are tokenized apart and joined, exactly the ids a
+        sampler saw (prompt) and produced (completion). A too-long example loses
+        tokens from the *start* of its prompt: the completion is what is learned.
+        """
+        if not examples:
+            raise ValueError("nothing to train on: no sequences")
+        eos = self.tokenizer.eos_token_id
+        seqs: list[list[int]] = []
+        masked: list[int] = []
+        weights: list[float] = []
+        for ex in examples:
+            if isinstance(ex, str):
+                ex = TrainExample(prompt="", completion=ex)
+            if not isinstance(ex, TrainExample):
+                raise TypeError(f"expected str or TrainExample, got {type(ex).__name__}")
+            prompt = self.tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else []
+            completion = self.tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [eos]
+            completion = completion[: max_seq_len - 1]  # room for one token of context at least
+            prompt = prompt[max(0, len(prompt) + len(completion) - max_seq_len) :]
+            ids = prompt + completion
+            if len(ids) < 2 or (not prompt and len(completion) < 2):
+                continue  # predicts nothing
+            seqs.append(ids)
+            masked.append(len(prompt))
+            weights.append(float(ex.weight))
+        if not seqs:
+            raise ValueError("nothing to train on: every example is empty")
+        return seqs, masked, weights
+
+    def _pack(
+        self,
+        seqs: list[list[int]],
+        masked: list[int] | None = None,
+        weights: list[float] | None = None,
+    ) -> _Rows:
         """Pack sequences into rows (first fit, longest first) at the cheapest row length."""
         longest = max(len(s) for s in seqs)
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
@@ -415,7 +486,7 @@ class LoraTrainer:
                 best = (cost, row_len, [[order[j] for j in row] for row in rows])
         assert best is not None
         _, row_len, layout = best
-        return _Rows.build(seqs, layout, row_len, self._pad_id)
+        return _Rows.build(seqs, layout, row_len, self._pad_id, masked=masked, weights=weights)
 
     def _fuse_lora(self, on: bool) -> None:
         """Swap PEFT's LoRA forward for the fused one on every plain LoRA linear, or back."""
@@ -437,7 +508,17 @@ class LoraTrainer:
         if not self._bool_mask:
             mask = torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
         targets = batch.targets.reshape(-1)
-        keep = (targets != -100).nonzero().squeeze(1)  # padding and sequence ends leave the loss here
+        keep = (targets != -100).nonzero().squeeze(1)  # padding, sequence ends, prompts leave here
+        token_weights = None if batch.weights is None else batch.weights.reshape(-1).index_select(0, keep)
+        if self._head is None and token_weights is not None:  # unfused head, weighted: by hand
+            logits = self._peft(
+                input_ids=batch.ids, attention_mask=mask, position_ids=batch.pos, use_cache=False
+            ).logits.float()
+            ce = torch.nn.functional.cross_entropy(
+                logits.reshape(n * length, -1).index_select(0, keep),
+                targets.index_select(0, keep), reduction="none",
+            )
+            return (ce * token_weights).sum() / max(1, keep.numel()), int(keep.numel())
         if self._head is None:  # heads we cannot fuse (bias, soft-capping): the model's own loss
             labels = torch.full_like(batch.targets, -100)
             labels[:, 1:] = batch.targets[:, :-1]  # transformers shifts labels itself
@@ -448,7 +529,10 @@ class LoraTrainer:
         ).last_hidden_state
         hidden = hidden.reshape(n * length, -1).index_select(0, keep)
         weight = self._head.weight
-        loss = _HeadLoss.apply(hidden, weight, targets.index_select(0, keep), torch.bfloat16 if bf16 else torch.float32)
+        loss = _HeadLoss.apply(
+            hidden, weight, targets.index_select(0, keep),
+            torch.bfloat16 if bf16 else torch.float32, token_weights,
+        )
         return loss, int(keep.numel())
 
 
@@ -476,11 +560,25 @@ def _first_fit(lengths: list[int], row_len: int) -> list[list[int]]:
 class _Rows:
     """Packed rows as tensors: token ids, positions, segment ids and shifted targets."""
 
-    def __init__(self, ids: Any, pos: Any, seg: Any, targets: Any, tokens: int) -> None:
+    def __init__(
+        self, ids: Any, pos: Any, seg: Any, targets: Any, tokens: int, weights: Any = None
+    ) -> None:
         self.ids, self.pos, self.seg, self.targets, self.tokens = ids, pos, seg, targets, tokens
+        self.weights = weights  # per-target loss weight; None: all 1 (the plain path)
 
     @classmethod
-    def build(cls, seqs: list[list[int]], layout: list[list[int]], row_len: int, pad_id: int) -> _Rows:
+    def build(
+        cls,
+        seqs: list[list[int]],
+        layout: list[list[int]],
+        row_len: int,
+        pad_id: int,
+        *,
+        masked: list[int] | None = None,
+        weights: list[float] | None = None,
+    ) -> _Rows:
+        """``masked[i]``: leading tokens of sequence i that are context only (a prompt);
+        ``weights[i]``: the loss weight of its targets."""
         import torch
 
         shape = (len(layout), row_len)
@@ -488,6 +586,7 @@ class _Rows:
         pos = torch.zeros(shape, dtype=torch.long)
         seg = torch.zeros(shape, dtype=torch.long)
         targets = torch.full(shape, -100, dtype=torch.long)
+        tw = torch.zeros(shape, dtype=torch.float32) if weights is not None else None
         for r, row in enumerate(layout):
             start = 0
             for s, i in enumerate(row):
@@ -497,16 +596,23 @@ class _Rows:
                 pos[r, start:end] = torch.arange(len(seq))  # each sequence starts at position 0
                 seg[r, start:end] = s
                 targets[r, start : end - 1] = seq[1:]  # the last token has no target in its sequence
+                if masked is not None and masked[i] > 1:
+                    # position t predicts token t + 1: prompt tokens 1..m-1 are no targets; the
+                    # last prompt position predicts the first completion token and stays
+                    targets[r, start : start + masked[i] - 1] = -100
+                if tw is not None:
+                    tw[r, start:end] = weights[i]  # type: ignore[index]
                 start = end
             # the tail padding is a segment of its own: it attends to itself (no empty softmax
             # row, hence no NaN that could leak into the LoRA grads) and has no targets
             pos[r, start:] = torch.arange(row_len - start)
             seg[r, start:] = len(row)
-        return cls(ids, pos, seg, targets, sum(len(s) for s in seqs))
+        return cls(ids, pos, seg, targets, sum(len(s) for s in seqs), tw)
 
     def select(self, rows: Any) -> _Rows:
         pick = [t.index_select(0, rows) for t in (self.ids, self.pos, self.seg, self.targets)]
-        return _Rows(*pick, tokens=0)
+        weights = None if self.weights is None else self.weights.index_select(0, rows)
+        return _Rows(*pick, tokens=0, weights=weights)
 
 
 # -- the LoRA layers while training ---------------------------------------------------------
@@ -561,7 +667,9 @@ def _make_head_loss() -> Any:
         """
 
         @staticmethod
-        def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
+        def forward(
+            ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any, token_weights: Any = None
+        ) -> Any:
             n = targets.numel()
             w = weight.detach().to(dtype)  # frozen: a bf16 copy when bf16, else the weight itself
             # one logits buffer for every chunk and no temporaries of its size: fresh large
@@ -582,9 +690,15 @@ def _make_head_loss() -> Any:
                     top = z.amax(1, keepdim=True)
                     z.sub_(top).exp_()  # shifted: exp cannot overflow
                     norm = z.sum(1, keepdim=True)
-                    total += (norm.log() + top - picked).sum()  # log-sum-exp minus the target logit
+                    nll = norm.log() + top - picked  # log-sum-exp minus the target logit
                     z.div_(norm)  # the softmax ...
                     z.scatter_add_(1, t, torch.full_like(picked, -1.0))  # ... minus the one-hot target
+                    if token_weights is None:
+                        total += nll.sum()
+                    else:  # weighted loss: each row's loss and gradient scale by its weight
+                        w_rows = token_weights[start : start + len(t), None]
+                        total += (nll * w_rows).sum()
+                        z.mul_(w_rows)
                     g = grad[start : start + len(t)]
                     if dtype == torch.float32:
                         torch.mm(z, w, out=g)
@@ -597,7 +711,7 @@ def _make_head_loss() -> Any:
         @staticmethod
         def backward(ctx: Any, grad_out: Any) -> Any:
             (grad,) = ctx.saved_tensors
-            return (grad * grad_out).to(ctx.hidden_dtype), None, None, None
+            return (grad * grad_out).to(ctx.hidden_dtype), None, None, None, None
 
     return HeadLoss
 
