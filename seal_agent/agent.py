@@ -601,8 +601,15 @@ class SealAgent:
         max_interactions: int | None = None,
         dry_run: bool = False,
         progress: Any = None,
+        policy_version: int | str | None = None,
     ) -> ConsolidationReport:
-        """Run the SEAL reward loop for a namespace (see seal_agent.consolidation)."""
+        """Run the SEAL reward loop for a namespace (see seal_agent.consolidation).
+
+        ``policy_version``: sample candidates through that trained self-edit
+        policy (a number, ``"v0003"``, an id, or ``"active"``; docs/policy.md)
+        instead of the prompted base model. The namespace's own policy is used
+        when it has one, else the deployment's.
+        """
         from seal_agent.consolidation import Consolidator
 
         ns = self._namespace(user_id, agent_id, None)
@@ -615,9 +622,23 @@ class SealAgent:
             )
             self.__dict__["_consolidator"] = consolidator
         consolidator.progress = progress or (lambda event: None)
+        consolidator.writer = self._policy_writer(ns, policy_version) if policy_version else self.writer
         return consolidator.run(
             ns.user_id, ns.agent_id, k=k, max_interactions=max_interactions, dry_run=dry_run
         )
+
+    def _policy_writer(self, ns: Namespace, version: int | str) -> SelfEditWriter:
+        """The self-edit writer of a trained policy: the namespace's, else the deployment's."""
+        from seal_agent.errors import AdapterNotFoundError
+        from seal_agent.policy import policy_writer
+
+        wanted = None if version == "active" else version
+        style = self.config.selfedit.style
+        try:
+            return policy_writer(self.lm, self.config, wanted, style=style, user_id=ns.user_id,
+                                 agent_id=ns.agent_id, journal=self.journal)
+        except AdapterNotFoundError:
+            return policy_writer(self.lm, self.config, wanted, style=style, journal=self.journal)
 
     # -- forgetting ---------------------------------------------------------------------------
     def forget(

@@ -36,6 +36,7 @@ __all__ = [
     "BufferConfig",
     "EmbedderConfig",
     "ModelConfig",
+    "PolicyConfig",
     "SealAgentConfig",
     "SelfEditConfig",
     "load_config",
@@ -217,6 +218,37 @@ class ConsolidationConfig(_Section):
     seed: int | None = Field(0, description="Training seed (None: not seeded).")
 
 
+class PolicyConfig(_Section):
+    """Training the self-edit policy (``seal-agent policy train``; docs/policy.md)."""
+
+    method: Literal["rest-em", "grpo"] = Field(
+        "rest-em", description="ReST-EM (keep the best sample per context, fine-tune on it) or "
+        "GRPO (weight every sample by its group-relative advantage)."
+    )
+    rounds: int = Field(2, ge=1, le=100, description="Rounds: sample, reward, update, select.")
+    contexts: int = Field(12, ge=1, description="Training contexts per round.")
+    select_contexts: int = Field(
+        4, ge=1, description="Held-apart contexts on which a new policy must beat the current one."
+    )
+    k: int = Field(3, ge=2, le=32, description="Self-edits sampled per context.")
+    repeats: int = Field(1, ge=1, le=10, description="Inner loops per sample (rewards averaged).")
+    temperature: float = Field(0.7, gt=0.0, le=2.0, description="Sampling temperature.")
+    formats: list[SelfEditFormat] = Field(
+        default_factory=lambda: [SelfEditFormat.IMPLICATION],
+        description="Self-edit prompts the policy is trained with, taken in turn.",
+    )
+    positive_only: bool = Field(
+        False, description="ReST-EM: keep a context's best sample only if its reward is positive."
+    )
+    lora_r: int = Field(16, ge=1, le=256, description="Policy LoRA rank (all seven projections).")
+    lora_alpha: int = Field(32, ge=1, description="Policy LoRA alpha.")
+    lr: float = Field(3e-4, gt=0.0, le=1e-2, description="Policy update learning rate (SEAL: 3e-4).")
+    epochs: int = Field(2, ge=1, le=50, description="Policy update epochs (SEAL: 2; GRPO uses 1).")
+    batch_tokens: int = Field(1024, ge=64, description="Token budget of one policy-update batch.")
+    max_seq_len: int = Field(1024, ge=64, description="Prompt + completion tokens; prompts are cut from the left.")
+    seed: int = Field(0, description="Seeds sampling, inner loops and context choice.")
+
+
 class AgentConfig(_Section):
     derive: Literal["inline", "background", "off"] = Field(
         "background",
@@ -250,6 +282,7 @@ class SealAgentConfig(BaseSettings):
     selfedit: SelfEditConfig = Field(default_factory=SelfEditConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     consolidation: ConsolidationConfig = Field(default_factory=ConsolidationConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     _expand_home = field_validator("home")(_expand_user)
 

@@ -11,6 +11,7 @@ from seal_agent.cli import chat as _chat
 from seal_agent.cli import consolidate as _consolidate
 from seal_agent.cli import memories as _memories
 from seal_agent.cli import models as _models
+from seal_agent.cli import policy as _policy
 from seal_agent.cli._common import (
     AgentOpt,
     ConfigOpt,
@@ -38,6 +39,7 @@ app.add_typer(_memories.app, name="memories")
 app.add_typer(_models.app, name="models")
 app.command("consolidate")(_consolidate.consolidate)
 app.add_typer(_consolidate.adapters_app, name="adapters")
+app.add_typer(_policy.app, name="policy")
 
 
 @app.command("status")

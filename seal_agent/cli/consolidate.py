@@ -42,6 +42,11 @@ def consolidate(
         bool,
         typer.Option("--watch", help="Keep running: consolidate each namespace when its trigger fires."),
     ] = False,
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", help="Sample candidates with this trained self-edit policy "
+                     "(a version number, id, or 'active'; see `seal-agent policy list`)."),
+    ] = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -49,14 +54,14 @@ def consolidate(
     quiet_libraries()
     with open_agent(home, config, user=user or "default", agent=agent, read_only=True) as ag:
         if watch:
-            _watch(ag, user, agent, k, max_interactions, dry_run)
+            _watch(ag, user, agent, k, max_interactions, dry_run, policy)
             return
         targets = [(user, agent)] if user else _namespaces_with_buffer(ag)
         if not targets:
             console.print("nothing to consolidate: the buffer is empty")
             return
         for u, a in targets:
-            report = _run_one(ag, u, a, k, max_interactions, dry_run)
+            report = _run_one(ag, u, a, k, max_interactions, dry_run, policy)
             _print_report(report)
 
 
@@ -69,7 +74,8 @@ def _namespaces_with_buffer(ag: SealAgent) -> list[tuple[str, str]]:
 
 
 def _run_one(
-    ag: SealAgent, user: str, agent: str, k: int | None, max_interactions: int | None, dry_run: bool
+    ag: SealAgent, user: str, agent: str, k: int | None, max_interactions: int | None, dry_run: bool,
+    policy: str | None = None,
 ) -> ConsolidationReport:
     from rich.progress import (
         BarColumn,
@@ -112,7 +118,7 @@ def _run_one(
 
         return ag.consolidate(
             user_id=user, agent_id=agent, k=k, max_interactions=max_interactions,
-            dry_run=dry_run, progress=on_event,
+            dry_run=dry_run, progress=on_event, policy_version=policy,
         )
 
 
@@ -155,7 +161,7 @@ def _print_report(report: ConsolidationReport) -> None:
 
 
 def _watch(ag: SealAgent, user: str | None, agent: str, k: int | None,
-           max_interactions: int | None, dry_run: bool) -> None:
+           max_interactions: int | None, dry_run: bool, policy: str | None = None) -> None:
     """Poll the journal; consolidate a namespace when it has enough new memories or went idle."""
     from seal_agent.errors import ConsolidationBusyError
 
@@ -169,7 +175,7 @@ def _watch(ag: SealAgent, user: str | None, agent: str, k: int | None,
             for u, a in ([(user, agent)] if user else _namespaces_with_buffer(ag)):
                 if _due(ag, u, a):
                     try:
-                        _print_report(_run_one(ag, u, a, k, max_interactions, dry_run))
+                        _print_report(_run_one(ag, u, a, k, max_interactions, dry_run, policy))
                     except ConsolidationBusyError as exc:
                         console.print(f"[yellow]{exc}[/]")
             time.sleep(cfg.watch_interval)
