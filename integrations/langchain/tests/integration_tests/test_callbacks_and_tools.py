@@ -14,9 +14,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict
+from seal_agent import GenerationParams, Message, SelfEditFormat
 
 from langchain_seal_agent import ChatSealAgent, SealAgentCallbackHandler, create_memory_tools
-from seal_agent import GenerationParams, Message, SelfEditFormat
 from tests._shared import make_agent, models
 
 pytestmark = pytest.mark.slow

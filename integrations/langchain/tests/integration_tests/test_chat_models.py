@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables.history import RunnableWithMessageHistory
 from langchain_tests.integration_tests import ChatModelIntegrationTests
+from seal_agent import EmptyInputError, InputTooLongError
 
 from langchain_seal_agent import (
     ChatSealAgent,
@@ -18,7 +19,6 @@ from langchain_seal_agent import (
     SealAgentChatMessageHistory,
     UnsupportedMessageError,
 )
-from seal_agent import EmptyInputError, InputTooLongError
 from tests._shared import make_agent, suite_agent
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+from seal_agent import MemoryStatus, SealAgent
 
 from langchain_seal_agent import MissingNamespaceError, SealAgentRetriever
-from seal_agent import MemoryStatus, SealAgent
 from tests._shared import make_agent
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from seal_agent import SealAgent
 
 from langchain_seal_agent import MissingNamespaceError, SealAgentCallbackHandler
-from seal_agent import SealAgent
 
 
 @pytest.fixture

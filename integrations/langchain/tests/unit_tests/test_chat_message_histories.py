@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from seal_agent import EmptyInputError, SealAgent
 
 from langchain_seal_agent import SealAgentChatMessageHistory, UnsupportedMessageError
-from seal_agent import EmptyInputError, SealAgent
 
 
 @pytest.fixture

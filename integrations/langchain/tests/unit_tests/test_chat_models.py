@@ -15,6 +15,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_tests.unit_tests import ChatModelUnitTests
+from seal_agent import InvalidNamespaceError, SealAgent
 
 from langchain_seal_agent import (
     ChatSealAgent,
@@ -23,7 +24,6 @@ from langchain_seal_agent import (
     UnsupportedMessageError,
 )
 from langchain_seal_agent._common import resolve_namespace, split_conversation, with_namespace
-from seal_agent import InvalidNamespaceError, SealAgent
 
 _HOME: dict[str, SealAgent] = {}
 

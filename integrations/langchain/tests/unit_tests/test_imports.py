@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import langchain_seal_agent
 from seal_agent import InputError, NamespaceError, SealAgentError
+
+import langchain_seal_agent
 
 EXPECTED = {
     "ChatSealAgent",
