@@ -181,16 +181,9 @@ class Consolidator:
     def trainer(self) -> LoraTrainer:
         """A second copy of the base (fast from the safetensors cache), LoRA-wrapped once."""
         if self._trainer is None:
-            from transformers import AutoModelForCausalLM
+            from seal_agent.innerloop import build_trainer
 
-            from seal_agent.training import LoraSettings, LoraTrainer
-
-            base = AutoModelForCausalLM.from_pretrained(self.policy.source)
-            self._trainer = LoraTrainer(
-                base,
-                self.policy.tokenizer,
-                LoraSettings(r=self.cfg.lora_r, alpha=self.cfg.lora_alpha),
-            )
+            self._trainer = build_trainer(self.config, self.policy)
         return self._trainer
 
     # -- the run -------------------------------------------------------------------

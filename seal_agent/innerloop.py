@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from seal_agent.types import SelfEditFormat
 
 if TYPE_CHECKING:
-    from seal_agent.config import ConsolidationConfig
+    from seal_agent.config import ConsolidationConfig, SealAgentConfig
     from seal_agent.reward import Scorer
     from seal_agent.selfedit import Candidate, Directive
     from seal_agent.training import LoraTrainer, TrainSettings
 
-__all__ = ["InnerLoop", "InnerResult", "mean"]
+__all__ = ["InnerLoop", "InnerResult", "build_inner_loop", "build_trainer", "mean"]
 
 QA = tuple[str, str]
 
@@ -149,3 +149,28 @@ class InnerLoop:
             self.sequences(cand, sources), qa, start=start, before=before,
             settings=self.settings(cand.directive),
         )
+
+
+def build_trainer(config: SealAgentConfig, lm: Any) -> LoraTrainer:
+    """A second copy of the base (fast from the safetensors cache), LoRA-wrapped once,
+    so the loaded model keeps serving while this one trains."""
+    from transformers import AutoModelForCausalLM
+
+    from seal_agent.training import LoraSettings, LoraTrainer
+
+    base = AutoModelForCausalLM.from_pretrained(lm.source)
+    cfg = config.consolidation
+    return LoraTrainer(base, lm.tokenizer, LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha))
+
+
+def build_inner_loop(
+    config: SealAgentConfig, lm: Any, trainer: LoraTrainer | None = None
+) -> InnerLoop:
+    """The inner loop with the configured scorer, on ``trainer`` or a new one."""
+    from seal_agent.reward import make_scorer
+
+    scorer = make_scorer(config.consolidation.scorer, lm.tokenizer, config.agent.system_prompt)
+    return InnerLoop(
+        trainer or build_trainer(config, lm), scorer, config.consolidation,
+        system_prompt=config.agent.system_prompt,
+    )

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from seal_agent.cli import chat as _chat
 from seal_agent.cli import consolidate as _consolidate
+from seal_agent.cli import eval as _eval
 from seal_agent.cli import memories as _memories
 from seal_agent.cli import models as _models
 from seal_agent.cli import policy as _policy
@@ -40,6 +41,7 @@ app.add_typer(_models.app, name="models")
 app.command("consolidate")(_consolidate.consolidate)
 app.add_typer(_consolidate.adapters_app, name="adapters")
 app.add_typer(_policy.app, name="policy")
+app.add_typer(_eval.app, name="eval")
 
 
 @app.command("status")
