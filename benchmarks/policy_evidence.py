@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--k-eval", type=int, default=2)
     parser.add_argument("--methods", default="rest-em,grpo")
     parser.add_argument("--generalisation", default="rewrite,qa")
+    parser.add_argument("--general-methods", default="rest-em,grpo",
+                        help="Whose last-round policy the generalisation check scores (beside the base).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path(".seal-agent/policy-evidence"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/policy_heldout.json"))
@@ -86,7 +88,7 @@ def main() -> None:
                            progress=lambda e: console.print(
                                f"[dim]{e.stage} r{e.round} {e.done}/{e.total} {e.context} "
                                f"{'' if e.reward is None else f'{e.reward:+.3f}'} {e.message}[/]"))
-        report = pt.train(episodes)
+        report = pt.train(episodes, reuse_finished=True)  # a re-run reuses finished training
         trainer = pt
         runs[method] = {**report.model_dump(mode="json"), "wall_seconds": round(time.perf_counter() - t0, 1)}
         for rr in report.rounds:
@@ -146,12 +148,18 @@ def main() -> None:
         t0 = time.perf_counter()
         results[name] = {"format": "implication", "promoted": promoted[name],
                          "passages": evaluate(path, imp), "seconds": round(time.perf_counter() - t0, 1)}
-    last = {m: max((n for n in policies if n.startswith(m)), default=None) for m in args.methods.split(",")}
+        partial = args.out.with_suffix(".partial.json")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"runs": runs, "results": results}, indent=1, default=str))
+    last = {m: max((n for n in policies if n.startswith(m)), default=None)
+            for m in args.general_methods.split(",") if m}
     general: dict[str, dict] = {}
     for fmt in [f for f in args.generalisation.split(",") if f]:
         for name in ["round 0 (base)", *[n for n in last.values() if n]]:
             general[f"{name} | {fmt}"] = {"format": fmt, "policy": name,
                                           "passages": evaluate(policies[name], [SelfEditFormat(fmt)])}
+            args.out.with_suffix(".partial.json").write_text(json.dumps(
+                {"runs": runs, "results": results, "general_results": general}, indent=1, default=str))
 
     # -- summary: means and paired intervals against the base ------------------------------
     def summarise(block: dict[str, dict], base_of) -> list[dict]:

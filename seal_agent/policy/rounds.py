@@ -257,15 +257,20 @@ class PolicyTrainer:
         settings: PolicyConfig | None = None,
         *,
         fresh: bool = False,
+        reuse_finished: bool = False,
     ) -> PolicyReport:
-        """Run ``settings.rounds`` rounds (resuming an unfinished run with the same settings)."""
+        """Run ``settings.rounds`` rounds (resuming an unfinished run with the same settings).
+
+        ``reuse_finished``: a *finished* run with the same settings and episodes is
+        reported again instead of training anew (benchmarks that are re-run).
+        """
         pc = settings or self.config.policy
         started = time.perf_counter()
         train_eps, select_eps = episodes.split(pc.contexts, pc.select_contexts)
         start_version = self.store.active(self.scope)
         if start_version is not None:
             start_version, _ = self.store.resolve(None, self.scope)  # refuse a corrupt one
-        run_id, log, resumed = self._open_run(pc, episodes, start_version, fresh)
+        run_id, log, resumed = self._open_run(pc, episodes, start_version, fresh, reuse_finished)
         scope_dir = log.folder
 
         total = pc.rounds * (len(train_eps) + 2 * len(select_eps) + 1)
@@ -399,7 +404,8 @@ class PolicyTrainer:
 
     # -- pieces -----------------------------------------------------------------------------
     def _open_run(
-        self, pc: PolicyConfig, episodes: EpisodeSet, start: Any, fresh: bool
+        self, pc: PolicyConfig, episodes: EpisodeSet, start: Any, fresh: bool,
+        reuse_finished: bool = False,
     ) -> tuple[str, RunLog, bool]:
         """An unfinished run with the same settings and episodes, or a new one."""
         key = {"settings": pc.model_dump(mode="json"), "episodes": episodes.digest,
@@ -413,7 +419,9 @@ class PolicyTrainer:
                     continue
                 meta = json.loads(meta_path.read_text())
                 log = RunLog(folder)
-                if meta.get("fingerprint") == fingerprint and log.find("finished") is None:
+                if meta.get("fingerprint") == fingerprint and (
+                    reuse_finished or log.find("finished") is None
+                ):
                     return folder.name, log, True
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + pc.method + "-" + fingerprint[:6]
         folder = self.runs_dir / run_id
