@@ -91,8 +91,10 @@ class MemoryEval:
     def feed(self, conv: Conversation, user_id: str) -> list[Turn]:
         """Hand the selected turns to the agent, oldest first; derivation inline."""
         turns = conv.turns(self.settings.turns)
-        if self.settings.speakers == "user":
-            turns = [t for t in turns if t.speaker == "user"]
+        if not turns:  # nothing cited (abstention questions): the sessions themselves
+            turns = conv.turns("sessions") or conv.turns("all")
+        if self.settings.speakers == "user":  # and whatever the assistant said that is evidence
+            turns = [t for t in turns if t.speaker == "user" or t.evidence]
         for i, turn in enumerate(turns):
             self.stage(f"remember {i + 1}/{len(turns)}")
             session = re.sub(r"[^A-Za-z0-9._@:+-]", "-", turn.id.split(":")[0])[:100] or "s"

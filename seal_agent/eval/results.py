@@ -172,7 +172,7 @@ def render_report(paths: Sequence[str | os.PathLike[str]]) -> str:
     blocks = []
     for kind in dict.fromkeys(r["kind"] for _, r in results):
         same = [(n, r) for n, r in results if r["kind"] == kind]
-        metric, title, scale = same[0]["headline"]
+        metric, title, scale = same[0][1]["headline"]
         rows = list(dict.fromkeys(g for _, r in same for g in r["aggregates"]))
         head = f"| {kind}: {title} | " + " | ".join(
             f"{n} ({r['split']}, n={r.get('items', '?')})" for n, r in same

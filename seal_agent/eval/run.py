@@ -56,6 +56,16 @@ def progress_bar(console: Console | None = None) -> Progress:
     )
 
 
+def _log_line(bar: Progress, task: Any, item: str) -> None:
+    """Off a terminal (a log file, CI) the bar draws nothing until the end: one line per item."""
+    if not bar.console.is_terminal:
+        t = bar.tasks[task]
+        bar.console.print(
+            f"{int(t.completed)}/{int(t.total or 0)} done ({item}), "
+            f"{t.elapsed or 0:.0f} s elapsed", highlight=False,
+        )
+
+
 def _meta(config: SealAgentConfig, split: str, seed: int, data_hash: str) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -164,6 +174,7 @@ def run_squad(
         for passage in passages:
             records.append(ev.run_passage(passage))
             bar.advance(task)
+            _log_line(bar, task, passage.id)
     rows = [r["conditions"] for r in records]
     aggregates = aggregate(rows, list(settings.conditions),
                            [m for m, _, _ in SQUAD_METRICS] + ["tokens", "seconds"],
@@ -266,6 +277,7 @@ def run_memory(
             user = "c-" + "".join(ch if ch.isalnum() else "-" for ch in conv.id)[:100]
             records.append(ev.run(conv, user))
             bar.advance(task)
+            _log_line(bar, task, conv.id)
     questions = [q for r in records for q in r["questions"]]
     rows = [q["modes"] for q in questions]
     modes = list(settings.modes)
