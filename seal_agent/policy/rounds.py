@@ -400,7 +400,8 @@ class PolicyTrainer:
             )
         nxt = {"label": cand_label, "version_id": version.id}
         return close(f"held-apart mean reward {means['current']:+.4f} -> {means['candidate']:+.4f}: "
-                     f"promoted {version.name}", promoted=True, version=version.name, _next=nxt)
+                     f"promoted {version.name}", promoted=True, version=version.name, _next=nxt,
+                     **extra)
 
     # -- pieces -----------------------------------------------------------------------------
     def _open_run(
