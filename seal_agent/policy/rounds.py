@@ -361,7 +361,7 @@ class PolicyTrainer:
         cand_state = self.policy_trainer.load(log.folder / f"round-{r:02d}" / "candidate")
 
         # 3. select: the current and the updated policy on the same held-apart contexts
-        means = {}
+        means, usable_select = {}, {}
         for which, label, state in (("current", current["label"], cur_state),
                                     ("candidate", cand_label, cand_state)):
             per_context = []
@@ -377,12 +377,21 @@ class PolicyTrainer:
                     log.append({"kind": "select_done", "round": r, "which": which, "context": ep.id})
                     self._done += 1
                 per_context.append(event["mean"])
+                usable_select[which] = usable_select.get(which, 0) + sum(
+                    1 for x in event["samples"] if x["items"])
             means[which] = statistics.fmean(per_context)
         extra = {"examples": update["examples"], "update_loss": tuple(update["loss"]),
                  "select_current": means["current"], "select_candidate": means["candidate"]}
         if means["candidate"] <= means["current"]:
             return close(f"held-apart mean reward {means['candidate']:+.4f} does not beat the "
                          f"current policy's {means['current']:+.4f}; nothing promoted", **extra)
+        if usable_select["candidate"] < usable_select["current"]:
+            # An empty self-edit earns the context-alone reward; where the current policy's
+            # lines hurt, a policy that writes nothing usable would "win" (seen on dev).
+            return close(f"held-apart mean reward {means['current']:+.4f} -> {means['candidate']:+.4f}, "
+                         f"but the new policy wrote fewer usable self-edits "
+                         f"({usable_select['candidate']} vs {usable_select['current']}); nothing promoted",
+                         **extra)
 
         # 4. promote (idempotent: a kill after the commit must not promote twice)
         version = next((v for v in self.store.list(self.scope)
