@@ -188,6 +188,10 @@ def run_squad(
         plot_conditions(aggregates, "loglik", path.with_suffix(".loglik.png"),
                         title=f"SQuAD {split}, {len(records)} passages: gold answer log-likelihood",
                         ylabel="mean log-prob / token (higher is better)")
+        trained = {k: v for k, v in aggregates.items() if "loglik_vs_base" in v}
+        plot_conditions(trained, "loglik_vs_base", path.with_suffix(".gain.png"),
+                        title=f"SQuAD {split}, {len(records)} passages: gain over base (paired)",
+                        ylabel="Δ gold log-prob / token")
         plot_conditions(aggregates, "f1", path.with_suffix(".f1.png"),
                         title=f"SQuAD {split}, {len(records)} passages: token F1",
                         ylabel="F1")
