@@ -146,18 +146,25 @@ def plot_conditions(
 
 
 def plot_retention(matrix: Sequence[Sequence[float]], path: Path, *, title: str) -> Path:
-    """Heatmap: row j = after update j (0 = base), column i = passage i."""
+    """Heatmap of the gain over the base: row j = after update j, column i = passage i.
+
+    Absolute likelihoods differ far more between passages than updates move
+    them, so the colour shows ``matrix[j][i] - matrix[0][i]``.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(0.6 * len(matrix[0]) + 2.5, 0.5 * len(matrix) + 1.8))
-    im = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    gains = [[v - b for v, b in zip(row, matrix[0], strict=True)] for row in matrix[1:]]
+    bound = max(0.05, max(abs(v) for row in gains for v in row))
+    fig, ax = plt.subplots(figsize=(0.7 * len(matrix[0]) + 2.5, 0.5 * len(gains) + 1.8))
+    im = ax.imshow(gains, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
     ax.set_xlabel("passage i")
-    ax.set_ylabel("after update j (0 = base)")
+    ax.set_ylabel("after update j")
     ax.set_xticks(range(len(matrix[0])), [str(i + 1) for i in range(len(matrix[0]))])
-    ax.set_yticks(range(len(matrix)), [str(j) for j in range(len(matrix))])
-    for j, row in enumerate(matrix):
+    ax.set_yticks(range(len(gains)), [str(j + 1) for j in range(len(gains))])
+    for j, row in enumerate(gains):
         for i, v in enumerate(row):
-            ax.text(i, j, f"{v:.2f}", ha="center", va="center", color="white", fontsize=7)
-    fig.colorbar(im, ax=ax, label="gold log-likelihood / token")
+            ax.text(i, j, f"{v:+.2f}", ha="center", va="center", fontsize=7,
+                    fontweight="bold" if i == j else "normal")
+    fig.colorbar(im, ax=ax, label="Δ gold log-lik / token vs base")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
