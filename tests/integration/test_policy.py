@@ -176,13 +176,18 @@ def test_tiny_round_end_to_end_killed_and_resumed(tmp_path, lm):
     assert update["steps"] == 1 and update["examples"] == result.examples >= 1
     assert (report.folder / "round-01" / "candidate" / "adapter_model.safetensors").is_file()
     assert {e["policy"] for e in log if e["kind"] == "select"} == {"base", f"{report.run_id}:r1"}
-    assert result.promoted == (result.select_candidate > result.select_current)
+    usable = {e["policy"]: sum(1 for x in e["samples"] if x["items"]) for e in log if e["kind"] == "select"}
+    better = result.select_candidate > result.select_current
+    no_emptier = usable[f"{report.run_id}:r1"] >= usable["base"]
+    assert result.promoted == (better and no_emptier)
     active = store.active(DEPLOYMENT)
     journal.close()
     if result.promoted:
         assert active is not None and active.metrics["round"] == 1 and active.metrics["method"] == "rest-em"
+        assert active.metrics["select_candidate"] == result.select_candidate
     else:
-        assert active is None and "does not beat" in result.reason
+        assert active is None
+        assert ("does not beat" if not better else "fewer usable self-edits") in result.reason
     # the run is closed: the same command would start a new one
     assert log[-1]["kind"] == "finished"
 
