@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from seal_agent.cli._common import ConfigOpt, console, friendly_errors, quiet_libraries
+from seal_agent.cli._common import ConfigOpt, HomeOpt, console, friendly_errors, quiet_libraries
 
 app = typer.Typer(
     help="Measure memory on data nobody on this project wrote (SQuAD, LoCoMo, LongMemEval).",
@@ -66,9 +66,13 @@ def squad(
     data: DataOpt = None,
     output: OutOpt = Path("eval-results"),
     plot: PlotOpt = False,
+    home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """SEAL's knowledge-incorporation table: recall of a passage with it out of context."""
+    """SEAL's knowledge-incorporation table: recall of a passage with it out of context.
+
+    ``--home`` is only read for ``--policy`` (the memory home holding the policy versions).
+    """
     from seal_agent.errors import ConfigError
     from seal_agent.eval.run import run_squad
     from seal_agent.eval.squad import SquadSettings
@@ -82,7 +86,7 @@ def squad(
     # Passages: one chunk each, passage-style prompts.  Temperature measured on the dev
     # split (4 passages x 3 formats): 14 / 7 / 3 lines survived the faithfulness
     # check at 0.3 / 0.7 / 1.0; the rest were invented facts.
-    cfg = _config(config, selfedit={"style": "passage", "max_source_chars": 4000},
+    cfg = _config(config, home, selfedit={"style": "passage", "max_source_chars": 4000},
                   consolidation={"temperature": temperature})
     path = run_squad(
         cfg, data=data, split=split, n=n, seed=seed,

@@ -127,3 +127,31 @@ def test_eval_memory_smoke(tmp_path: Path, fast: None, dataset: str) -> None:
             # retrieval puts memories in the prompt, so the prompt is longer than without
             assert q["modes"]["buffer"]["prompt_tokens"] > q["modes"]["none"]["prompt_tokens"]
     assert set(data["by_category"]) and set(data["aggregates"]) == {"none", "buffer", "full-context", "weights"}
+
+
+def test_eval_squad_takes_a_policy_version(tmp_path: Path, fast: None, lm) -> None:
+    """``--policy N`` adds seal+policy, sampled through that policy adapter."""
+    from test_policy import _randomised_policy  # the test module beside this one
+
+    from seal_agent.adapters import AdapterStore
+    from seal_agent.config import load_config
+    from seal_agent.journal import Journal
+    from seal_agent.policy import PolicyStore
+
+    home = tmp_path / "home"
+    config = load_config(home=home)
+    home.mkdir()
+    store = PolicyStore(AdapterStore(config.adapters_dir, Journal(config.journal_path)))
+    _randomised_policy(lm, config, store, 1)
+    out = tmp_path / "out"
+    args = ["eval", "squad", "--split", "dev", "--n", "1", "--k", "1", "--data", str(DATA),
+            "--conditions", "base", "--home", str(home)]
+    res = runner.invoke(app, [*args, "--policy", "1", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    data = _result(out, "squad")
+    (rec,) = data["records"]
+    assert set(rec["conditions"]) == {"base", "seal+policy"}
+    assert data["settings"]["policy"] == "1"
+    # a policy that does not exist is one clear error
+    res = runner.invoke(app, [*args, "--policy", "7", "--output", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "AdapterNotFoundError" in res.output
