@@ -4,7 +4,9 @@ these functions; tests call them directly."""
 
 from __future__ import annotations
 
+import os
 import platform
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from rich.progress import (
 )
 
 from seal_agent.config import SealAgentConfig
+from seal_agent.errors import ConfigError
 from seal_agent.eval.data import data_dir, load_squad, load_teacher_edits
 from seal_agent.eval.results import (
     aggregate,
@@ -80,8 +83,6 @@ def _meta(config: SealAgentConfig, split: str, seed: int, data_hash: str) -> dic
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -107,8 +108,6 @@ def run_squad(
     settings = settings or SquadSettings(seed=seed)
     unknown = [c for c in settings.conditions if c not in CONDITIONS]
     if unknown:
-        from seal_agent.errors import ConfigError
-
         raise ConfigError(f"unknown conditions {unknown}; known: {', '.join(CONDITIONS)}")
     folder = data_dir(data)
     teacher = None
@@ -118,8 +117,6 @@ def run_squad(
     if teacher is not None and not sequential:
         # Compare every condition on the same passages: those SEAL wrote self-edits for.
         passages = [p for p in passages if p.context in teacher]
-    import random
-
     count = sequential or n
     if count < len(passages):
         passages = random.Random(seed).sample(passages, count)
@@ -129,8 +126,6 @@ def run_squad(
     writer = SelfEditWriter(lm, config.selfedit, style="passage")
     policy_writer = None
     if "seal+policy" in settings.conditions:
-        from seal_agent.errors import ConfigError
-
         if settings.policy is None:
             raise ConfigError("the seal+policy condition needs --policy VERSION")
         from seal_agent.policy import policy_writer as make_policy_writer

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 
+from seal_agent.reward import contains_answer, token_f1
 from seal_agent.text import normalize
 
 __all__ = [
@@ -37,18 +37,9 @@ def exact_match(prediction: str, gold: str) -> float:
     return float(normalize(prediction) == normalize(gold))
 
 
-def f1(prediction: str, gold: str) -> float:
-    p, g = normalize(prediction).split(), normalize(gold).split()
-    common = sum((Counter(p) & Counter(g)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(p), common / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def contains(prediction: str, gold: str) -> float:
-    g = normalize(gold)
-    return float(bool(g) and f" {g} " in f" {normalize(prediction)} ")
+# Token F1 and contains-answer are the reward's own scorers: one definition.
+f1 = token_f1
+contains = contains_answer
 
 
 def squad_scores(prediction: str, golds: Sequence[str]) -> dict[str, float]:

@@ -136,14 +136,12 @@ class SquadEval:
 
     def _train_and_measure(self, sequences: list[str], qa: Sequence[QA], **extra: Any) -> _State:
         """``repeats`` inner loops from the base on ``sequences``; metrics averaged."""
-        from seal_agent.training import TrainSettings
-
         runs: list[dict[str, float]] = []
         tokens, t0 = 0, time.perf_counter()
         base_settings = self.inner.settings()
         for r in range(self.settings.repeats):
             self.inner.trainer.reset(None)
-            settings = TrainSettings(**{**base_settings.model_dump(), "seed": self.settings.seed + r})
+            settings = base_settings.model_copy(update={"seed": self.settings.seed + r})
             tokens += self.inner.trainer.train(sequences, settings).tokens
             runs.append(self.measure(qa))
         return _State(
