@@ -31,8 +31,10 @@ from pydantic import BaseModel, ConfigDict
 
 from seal_agent.config import SealAgentConfig, load_config
 from seal_agent.errors import CorruptHomeError, InputTooLongError, MemoryNotFoundError
+from seal_agent.facts_store import FactStore
 from seal_agent.journal import Journal
 from seal_agent.models.base import AdapterRef, GenerationParams
+from seal_agent.prompts import memory_system_prompt
 from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
 from seal_agent.types import (
     DeriveStatus,
@@ -401,12 +403,9 @@ class SealAgent:
         base = agent_cfg.system_prompt if system_prompt is None else system_prompt
 
         def system(mems: list[Memory]) -> Message:
-            content = base
-            if mems:
-                lines = "\n".join(f"- {m.text}" for m in mems)
-                content = (
-                    f"{content}\n\n{agent_cfg.memory_header}\n{lines}\n{agent_cfg.memory_footer}"
-                )
+            content = memory_system_prompt(
+                base, agent_cfg.memory_header, agent_cfg.memory_footer, [m.text for m in mems]
+            )
             return Message(role="system", content=content)
 
         mems = list(memories)
@@ -847,6 +846,7 @@ class SealAgent:
             ),
             "derive_mode": self.config.agent.derive,
             "counts": self.journal.counts(user_id, agent_id),
+            "weights_recall": FactStore(self.journal).summary(user_id, agent_id),
             "namespaces": self.journal.namespaces(),
             "last_run": self.adapters.last_run(user_id, agent_id),
             "active_adapters": [

@@ -173,7 +173,42 @@ class ConsolidationConfig(_Section):
     """The SEAL reward loop and the gate (docs/consolidation.md has the measurements
     behind each default)."""
 
+    mode: Literal["recall", "loglik"] = Field(
+        "recall",
+        description="recall: memories move into the weights only once greedy answers say them "
+        "(memorize.py); loglik: the earlier reward on the gold answer's log-likelihood.",
+    )
     k: int = Field(3, ge=1, le=32, description="Candidate self-edits sampled per interaction.")
+    recall_k: int = Field(
+        2, ge=1, le=8, description="recall mode: candidate training sets per memory (0: its "
+        "question/answer pairs; others add a sampled SEAL self-edit); one training each.",
+    )
+    model_pairs: bool = Field(
+        True, description="recall mode: the model writes question/answer pairs too (checked "
+        "against the user's words), beside the relation templates.",
+    )
+    train_questions: int = Field(3, ge=1, le=10, description="recall mode: questions trained per fact.")
+    check_questions: int = Field(
+        2, ge=1, le=5, description="recall mode: check questions per fact, never trained on."
+    )
+    recall_lr: float = Field(1e-3, gt=0.0, le=1e-2, description="recall mode: learning rate.")
+    recall_epochs: int = Field(8, ge=1, le=50, description="recall mode: epochs before the first check.")
+    extra_epochs: int = Field(4, ge=1, le=50, description="recall mode: epochs per further round.")
+    max_recall_epochs: int = Field(16, ge=1, le=100, description="recall mode: epoch cap.")
+    criterion: float = Field(
+        0.9, ge=0.0, le=1.0, description="recall mode: share of train questions said back that ends training."
+    )
+    recall_batch_tokens: int = Field(512, ge=64, description="recall mode: tokens per batch.")
+    replay_general: int = Field(
+        16, ge=0, le=24, description="recall mode: general prompts whose base answers are replayed."
+    )
+    verify_share: float = Field(
+        1.0, gt=0.0, le=1.0, description="recall mode: share of a memory's check questions "
+        "that must be said before it leaves retrieval.",
+    )
+    min_general_share: float = Field(
+        0.9, ge=0.0, le=1.0, description="recall mode: general answers kept, as a share of the base model's."
+    )
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature of candidates.")
     formats: list[SelfEditFormat] = Field(
         default_factory=lambda: [

@@ -48,6 +48,7 @@ from seal_agent.types import Interaction, MemoryStatus, Namespace, Probe, SelfEd
 if TYPE_CHECKING:
     from seal_agent.adapters import AdapterStore
     from seal_agent.buffer import Buffer
+    from seal_agent.memorize import Memorizer
     from seal_agent.models.transformers_lm import TransformersLM
     from seal_agent.reward import Scorer
     from seal_agent.selfedit import Candidate, SelfEditWriter
@@ -110,6 +111,7 @@ class ConsolidationReport(_Frozen):
     tokens_trained: int = 0
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()
+    recall: dict[str, Any] | None = None  # recall mode: what the weights say (memorize.py)
 
     @property
     def promoted(self) -> bool:
@@ -178,6 +180,15 @@ class Consolidator:
         return self._inner
 
     @property
+    def memorizer(self) -> Memorizer:
+        """Consolidation by behaviour (memorize.py), on this consolidator's parts."""
+        if getattr(self, "_memorizer", None) is None:
+            from seal_agent.memorize import Memorizer
+
+            self._memorizer = Memorizer(self)
+        return self._memorizer
+
+    @property
     def trainer(self) -> LoraTrainer:
         """A second copy of the base (fast from the safetensors cache), LoRA-wrapped once."""
         if self._trainer is None:
@@ -202,6 +213,8 @@ class Consolidator:
             self.store.mark_abandoned_runs()
             self._open_run: str | None = None
             try:
+                if self.cfg.mode == "recall":
+                    return self.memorizer.run(ns, k or self.cfg.recall_k, max_interactions, dry_run)
                 return self._run_locked(ns, k or self.cfg.k, max_interactions, dry_run)
             except BaseException as exc:  # the run is over: say how it ended
                 if self._open_run is not None:

@@ -167,6 +167,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE interactions ADD COLUMN consolidation_tries INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX ix_adapter_versions_ns ON adapter_versions (user_id, agent_id, kind, version);
     """,
+    # 4: consolidation by behaviour (memorize.py; the tables belong to facts_store.py):
+    # per memory, the question/answer pairs trained on and the check questions
+    # held apart, and whether the weights said the memory back.
+    """
+    CREATE TABLE fact_probes (
+        id              TEXT PRIMARY KEY,
+        interaction_id  TEXT NOT NULL REFERENCES interactions (id) ON DELETE CASCADE,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        fact_key        TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        question        TEXT NOT NULL,
+        answer          TEXT NOT NULL,
+        origin          TEXT NOT NULL,
+        retired         INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX ix_fact_probes_interaction ON fact_probes (interaction_id);
+    CREATE INDEX ix_fact_probes_ns ON fact_probes (user_id, agent_id);
+    CREATE TABLE weights_recall (
+        interaction_id  TEXT PRIMARY KEY REFERENCES interactions (id) ON DELETE CASCADE,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        checks          INTEGER NOT NULL DEFAULT 0,
+        said            INTEGER NOT NULL DEFAULT 0,
+        version_id      TEXT,
+        run_id          TEXT,
+        detail          TEXT NOT NULL DEFAULT '{}',
+        checked_at      TEXT NOT NULL
+    );
+    CREATE INDEX ix_weights_recall_ns ON weights_recall (user_id, agent_id, state);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,6 +11,8 @@ user said so).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from seal_agent.types import SelfEditFormat
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "PASSAGE_PROMPTS",
     "PROBE_PROMPT",
     "PROMPTS",
+    "memory_system_prompt",
 ]
 
 _EX1 = "My sister Ana moved to Lisbon last spring to teach chemistry."
@@ -177,3 +180,78 @@ PASSAGE_PROMPTS: dict[SelfEditFormat, str] = {
     SelfEditFormat.DIRECTIVE: PASSAGE_DIRECTIVE_PROMPT,
 }
 PASSAGE_PROBE_PROMPT = PASSAGE_QA_PROMPT
+
+
+# -- consolidation by behaviour (seal_agent/memorize.py) ------------------------------
+# The model writes question/answer pairs about a statement of the user's: the
+# form in which the agent will be asked (FINDINGS, "Saying facts from the
+# weights"). The completion starts inside the first question, which is what
+# stopped the model from leaving every line empty on dev.
+FACT_QA_PROMPT = """Statement: My sister Ana moved to Lisbon last spring to teach chemistry.
+Questions the user may ask later, each with a short answer:
+1. Where does my sister live? | Your sister Ana lives in Lisbon.
+2. What does my sister teach? | Your sister Ana teaches chemistry.
+3. Which city did my sister move to? | Your sister moved to Lisbon.
+4. What subject does Ana teach? | Ana teaches chemistry.
+5. When did my sister move? | Your sister moved last spring.
+
+Statement: Hi, I'm Tom. I have 2 kids and my dog is called Rex.
+Questions the user may ask later, each with a short answer:
+1. What is my name? | Your name is Tom.
+2. How many kids do I have? | You have 2 kids.
+3. What is my dog called? | Your dog is called Rex.
+4. How many children do I have? | You have 2 children.
+5. What's the name of my dog? | Your dog's name is Rex.
+
+Statement: {source}
+Questions the user may ask later, each with a short answer:
+1. What"""
+
+# Replay: the base model's own answers to these, trained beside the user's
+# facts, keep the adapter from answering everything as if it were a user fact
+# (FINDINGS: general answers 1/5 without replay and answer-only loss, 5/5 with).
+REPLAY_PROMPTS: tuple[str, ...] = (
+    "Give me one tip for sleeping better.", "What is a verb?", "Write a short sentence about the sea.",
+    "How do I boil an egg?", "Name a fruit that is red.", "What is 4 plus 4?",
+    "Who wrote Romeo and Juliet?", "What is water made of?", "What is the opposite of big?",
+    "Say hello in French.", "What animal says woof?", "What is a triangle?",
+    "Tell me a greeting.", "What do you use to write?", "What do plants need to grow?",
+    "Give me a synonym for happy.", "What is the plural of mouse?", "What is ice?",
+    "How are you today?", "Suggest a name for a goldfish.", "What is the color of coal?",
+    "Why do we need sleep?", "What is a library?", "How many sides does a square have?",
+)
+
+# The gate's general-ability check: questions the base model answers, with the
+# word a right answer holds. None of them is in REPLAY_PROMPTS (they would be
+# trained on) nor in the personal-facts benchmark's general set (that one
+# measures what the gate does not see).
+GENERAL_CHECKS: tuple[tuple[str, str], ...] = (
+    ("How many legs does a dog have?", "4"),
+    ("What is the capital of England?", "London"),
+    ("What color is milk?", "white"),
+    ("How many seconds are in a minute?", "60"),
+    ("What is 10 minus 3?", "7"),
+    ("What do cows drink?", "water"),
+    ("Which star is closest to the Earth?", "sun"),
+    ("What is the opposite of day?", "night"),
+    ("What falls from clouds when it rains?", "water"),
+    ("What is the opposite of cold?", "hot"),
+    ("What is the capital of Russia?", "Moscow"),
+    ("How many legs does a bird have?", "2"),
+    ("What color is a lemon?", "yellow"),
+    ("What is 6 plus 4?", "10"),
+    ("What animal barks?", "dog"),
+    ("What do we call a baby dog?", "puppy"),
+    ("What is the capital of Spain?", "Madrid"),
+    ("Which organ pumps blood through the body?", "heart"),
+    ("How many days are in a year?", "365"),
+    ("What do bees live in?", "hive"),
+)
+
+
+def memory_system_prompt(base: str, header: str, footer: str, texts: Sequence[str]) -> str:
+    """The agent's system message with retrieved memories (one definition, agent and gate)."""
+    if not texts:
+        return base
+    lines = "\n".join(f"- {t}" for t in texts)
+    return f"{base}\n\n{header}\n{lines}\n{footer}"

@@ -69,6 +69,12 @@ def status(
     table.add_row("self-edits", ", ".join(f"{k} {v}" for k, v in counts["self_edits"].items()))
     table.add_row("  by format", ", ".join(f"{k} {v}" for k, v in sorted(counts["formats"].items())) or "-")
     table.add_row("probes", str(counts["probes"]))
+    weights = info["weights_recall"]
+    table.add_row(
+        "said from the weights",
+        f"{weights['said_from_weights']}/{weights['check_questions']} check questions; memories "
+        + ", ".join(f"{k} {v}" for k, v in weights["memories"].items()),
+    )
     console.print(table)
     run = info.get("last_run")
     if run:

@@ -131,6 +131,9 @@ def _print_report(report: ConsolidationReport) -> None:
     if report.status == "empty":
         console.print(f"{ns}: nothing to consolidate (the buffer is empty)")
         return
+    if report.recall is not None:
+        _print_recall(ns, report)
+        return
     table = Table(title=f"consolidation of {ns}: {report.status}", show_lines=False)
     for col in ("interaction", "probes", "before", "candidates (format: reward)", "outcome"):
         table.add_column(col)
@@ -156,6 +159,34 @@ def _print_report(report: ConsolidationReport) -> None:
     summary.add_row("time", f"{report.seconds:.1f} s")
     summary.add_row("result", report.reason + (f" (adapter v{report.version:04d})" if report.version else ""))
     console.print(summary)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _print_recall(ns: str, report: ConsolidationReport) -> None:
+    """Recall mode: what the weights say now, and what stays retrievable."""
+    r = report.recall or {}
+    table = Table(show_header=False, box=None, title=f"consolidation of {ns}: {report.status}")
+    if "check_questions" in r:
+        table.add_row("said from the weights (greedy, nothing retrieved)",
+                      f"{r['weights_said_before']} -> {r['weights_said_after']} of "
+                      f"{r['check_questions']} check questions")
+        table.add_row("new memories verified (drained) / trained",
+                      f"{r['verified_new']} / {r['memories_new']}")
+        table.add_row("earlier memories still said / back in retrieval",
+                      f"{r['verified_earlier']} / {r['returned_to_retrieval']}")
+        if r.get("memory_on_questions") is not None:
+            table.add_row("memory-on answers before -> after",
+                          f"{r['memory_on_before']} -> {r['memory_on_after']} of "
+                          f"{r['memory_on_questions']}")
+        table.add_row("general answers (base -> adapter)",
+                      f"{r['general_base']} -> {r['general_after']} of {r['general_questions']}")
+        table.add_row("epochs / candidate wins", f"{r['epochs']} / {r['candidate_wins']}")
+    table.add_row("uncheckable (stay buffered) / superseded",
+                  f"{r.get('uncheckable', 0)} / {r.get('superseded', 0)}")
+    table.add_row("tokens trained / time", f"{report.tokens_trained} / {report.seconds:.1f} s")
+    table.add_row("result", report.reason + (f" (adapter v{report.version:04d})" if report.version else ""))
+    console.print(table)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
@@ -231,6 +262,7 @@ def adapters_show(version_id: Annotated[str, typer.Argument(help="A version id (
     import json
 
     from seal_agent.errors import CorruptAdapterError
+    from seal_agent.facts_store import FactStore
 
     with open_agent(home, config, read_only=True) as ag:
         version = ag.adapters.get(version_id)
@@ -240,8 +272,14 @@ def adapters_show(version_id: Annotated[str, typer.Argument(help="A version id (
         except CorruptAdapterError as exc:
             verdict = f"[red]{exc}[/]"
         manifest = json.loads((version.path / "manifest.json").read_text())
+        records = FactStore(ag.journal).states(version.user_id, version.agent_id)
     console.print(f"{version.user_id}/{version.agent_id} {version.name} ({version.id}) "
                   f"{'active' if version.active else 'inactive'}: {verdict}")
+    mine = [r for r in records.values() if r.version_id == version.id and r.checks]
+    if mine:  # checked when this version was promoted: greedy, nothing retrieved
+        console.print(
+            f"memories said from these weights: {sum(r.state.value == 'said' for r in mine)}/"
+            f"{len(mine)} ({sum(r.said for r in mine)}/{sum(r.checks for r in mine)} check questions)")
     console.print_json(json.dumps({k: v for k, v in manifest.items() if k != "config"}))
 
 

@@ -69,15 +69,23 @@ def list_(
         wanted = SelfEditFormat(fmt) if fmt else None
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    from seal_agent.facts_store import FactStore
+
     with open_agent(home, config, user=user, agent=agent, read_only=True) as ag:
         edits = ag.journal.self_edits(user_id=user, agent_id=agent, status=statuses)
-    edits = [e for e in edits if wanted is None or e.format is wanted][:limit]
+        edits = [e for e in edits if wanted is None or e.format is wanted][:limit]
+        recall = FactStore(ag.journal).state_of({e.interaction_id for e in edits})
     if not edits:
         console.print(f"no memories for user {user!r} / agent {agent!r}")
         return
-    table = Table("id", "interaction", "format", "status", "memory")
+    # "weights": whether the adapter said the memory's check questions back (greedy,
+    # nothing retrieved) at the last consolidation, e.g. "said 2/2"
+    table = Table("id", "interaction", "format", "status", "weights", "memory")
     for e in edits:
-        table.add_row(e.id, e.interaction_id, e.format.value, e.status.value, e.text)
+        r = recall.get(e.interaction_id)
+        weights = "-" if r is None else (
+            r.state.value if not r.checks else f"{r.state.value} {r.said}/{r.checks}")
+        table.add_row(e.id, e.interaction_id, e.format.value, e.status.value, weights, e.text)
     console.print(table)
 
 

@@ -1,0 +1,630 @@
+"""Consolidation by behaviour: a memory leaves retrieval only once the weights say it.
+
+The default consolidation mode (``consolidation.mode = "recall"``). For one
+(user, agent) namespace:
+
+1. probes: per buffered memory (one interaction), question/answer pairs to
+   train on and check questions held apart (facts.py), written once and kept
+   in the journal. A memory with no answer that can be checked is marked
+   ``uncheckable`` and stays buffered, never trained.
+2. candidates: k training sets per memory. Candidate 0 is its pairs plus the
+   user's statement; the others add one SEAL self-edit (directive,
+   implications, rewrite ... as ``consolidation.formats``) sampled by the
+   self-edit policy and gated against the user's words.
+3. inner loop, one adapter per candidate index: trained *from the base* on
+   every memory the namespace keeps in its weights (earlier ones too, so a
+   new batch cannot wear them away, and a forgotten memory is simply left
+   out) plus replay of the base model's own answers, until the train
+   questions are said back (or a cap). A memory's reward is its check
+   questions said after minus before; the keys' log-likelihood breaks ties.
+4. update: each memory's winning candidate; trained again only if the
+   winners came from different candidates.
+5. gate: general questions answered at least ``min_general_share`` as well
+   as by the base, with no user answer in them; memory-on answers (the
+   adapter plus what stays retrievable) no fewer than before.
+6. promotion, in one journal transaction with the adapter version: memories
+   whose check questions are all said are drained; earlier memories the new
+   weights no longer say go back to retrieval; every state is recorded.
+
+After any run every memory is either said from the weights or retrievable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from seal_agent.facts import FactPair, build_probes, question_key, said
+from seal_agent.facts_store import FactStore, RecallRecord, RecallState, StoredFact
+from seal_agent.models.base import GenerationParams
+from seal_agent.prompts import (
+    FACT_QA_PROMPT,
+    GENERAL_CHECKS,
+    REPLAY_PROMPTS,
+    memory_system_prompt,
+)
+from seal_agent.text import drop_questions
+from seal_agent.types import Interaction, MemoryStatus, Message, Namespace
+
+if TYPE_CHECKING:
+    from seal_agent.consolidation import ConsolidationReport, Consolidator
+    from seal_agent.training import TrainExample
+
+__all__ = ["Memorizer"]
+
+_ANSWER = GenerationParams(max_new_tokens=32)  # greedy: the key comes early in a short answer
+_WRITE = GenerationParams(max_new_tokens=120, stop=("\n\nStatement:", "\nStatement:"),
+                          stop_on_repeated_line=True)
+
+
+@dataclass
+class _Memory:
+    interaction: Interaction
+    stored: StoredFact
+    new: bool  # buffered now, in this run's batch
+    extra: list[list[str]] = field(default_factory=list)  # per candidate: self-edit lines
+
+    @property
+    def id(self) -> str:
+        return self.interaction.id
+
+    @property
+    def statement(self) -> str:
+        return drop_questions(self.interaction.user_text)
+
+
+@dataclass(eq=False)  # holds tensors: compared by identity
+class _Trained:
+    state: dict[str, Any]
+    tokens: int
+    epochs: int
+    said: dict[str, list[bool]]  # memory id -> per check question
+
+
+class Memorizer:
+    """Runs consolidation by behaviour on a :class:`Consolidator`'s parts."""
+
+    def __init__(self, cons: Consolidator) -> None:
+        self.cons = cons
+        self.cfg = cons.cfg
+        self.config = cons.config
+        self.journal = cons.journal
+        self.facts = FactStore(cons.journal)
+        self._replay: list[TrainExample] | None = None
+        self._general_base: list[str] | None = None
+
+    # -- the agent's chat format --------------------------------------------------------
+    def prompt(self, question: str, memories: Sequence[str] = ()) -> str:
+        agent = self.config.agent
+        system = memory_system_prompt(agent.system_prompt, agent.memory_header,
+                                      agent.memory_footer, memories)
+        messages = [Message(role="system", content=system).model_dump(),
+                    Message(role="user", content=question).model_dump()]
+        return str(self.cons.policy.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True))
+
+    def answers(self, prompts: Sequence[str], batch: int = 16) -> list[str]:
+        """Greedy answers of the trainer's current state to ready-made prompts."""
+        from seal_agent.models.transformers_lm import generate
+
+        model = self.cons.trainer.model
+        ctx = int(getattr(model.config, "max_position_embeddings", 2048))
+        out: list[str] = []
+        for start in range(0, len(prompts), batch):
+            out += generate(model, self.cons.policy.tokenizer, list(prompts[start : start + batch]),
+                            _ANSWER, ctx)
+        return out
+
+    def said_from_weights(self, pairs: Sequence[FactPair]) -> list[bool]:
+        """Whether the current state says each pair's key, nothing in context."""
+        got = self.answers([self.prompt(p.question) for p in pairs])
+        return [said(a, p.key) for a, p in zip(got, pairs, strict=True)]
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, ns: Namespace, k: int, max_interactions: int | None,
+            dry_run: bool) -> ConsolidationReport:
+        from seal_agent.consolidation import ConsolidationReport
+
+        started = time.perf_counter()
+        cons = self.cons
+        todo = [i for i, _ in cons.buffered_interactions(ns, max_interactions or self.cfg.max_interactions)]
+        checked = self.facts.state_of(i.id for i in todo)
+        todo = [i for i in todo if i.id not in checked
+                or checked[i.id].state is not RecallState.UNCHECKABLE]
+        if not todo:
+            return ConsolidationReport(
+                run_id=None, namespace=ns, status="empty", scorer="recall",
+                reason="the buffer holds nothing to consolidate for this namespace")
+        run_id = cons.store.start_run(ns.user_id, ns.agent_id, {
+            "config": self.config.public_dict(), "pid": os.getpid(), "dry_run": dry_run,
+            "mode": "recall"})
+        cons._open_run = run_id
+        emit = self._emit
+        emit("probes", message=f"{len(todo)} memories")
+        new, uncheckable = self._probes(ns, todo)
+        earlier = self._earlier(ns, {m.id for m in new})
+        superseded = _superseded(new, earlier)
+        earlier = [m for m in earlier if m.id not in superseded]
+        memories = earlier + new
+        version, warnings = cons.store.loadable(ns.user_id, ns.agent_id)
+        trainer = cons.trainer
+        start_state = trainer.load(version.path) if version is not None else None
+        outcome = _Outcome(ns=ns, run_id=run_id, started=started, warnings=list(warnings),
+                           uncheckable=uncheckable, superseded=sorted(superseded),
+                           parent=version)
+        if not new:
+            return self._finish_nothing(outcome, todo, "no memory with a checkable answer",
+                                        dry_run)
+        trainer.reset(start_state)
+        before = {m.id: self.said_from_weights(m.stored.check) for m in memories}
+        on_before = self._memory_on(ns, memories, drained=None)
+        self._candidates(new, k)
+        trained = [self._train_candidate(memories, j) for j in range(k)]
+        outcome.tokens += sum(t.tokens for t in trained)
+        choice = self._choose(new, before, trained)
+        final = self._final(memories, choice, trained)
+        return self._gate_and_promote(outcome, memories, new, before, on_before, final, choice,
+                                      trained, dry_run)
+
+    # -- 1. probes ----------------------------------------------------------------------
+    def _probes(self, ns: Namespace, todo: Sequence[Interaction]) -> tuple[list[_Memory], list[str]]:
+        """Load or write each memory's probes; those without a checkable answer are marked."""
+        stored = self.facts.load(i.id for i in todo)
+        missing = [i for i in todo if i.id not in stored]
+        written: list[str] = []
+        if missing and self.cfg.model_pairs:
+            prompts = [FACT_QA_PROMPT.format(source=" ".join(drop_questions(i.user_text).split()))
+                       for i in missing]
+            written = self.cons.policy.complete(prompts, _WRITE)
+        uncheckable: list[str] = []
+        for n, interaction in enumerate(missing):
+            source = drop_questions(interaction.user_text)
+            output = "What" + written[n] if written else ""
+            facts, _dropped = build_probes(source, output, n_train=self.cfg.train_questions,
+                                           n_check=self.cfg.check_questions)
+            facts = [f for f in facts if f.checkable]
+            if not facts:
+                uncheckable.append(interaction.id)
+                continue
+            self.facts.save(interaction.id, ns.user_id, ns.agent_id, facts)
+            stored[interaction.id] = StoredFact(interaction.id, tuple(facts))
+        if uncheckable:
+            now = _now()
+            self.facts.record_now([RecallRecord(i, RecallState.UNCHECKABLE, 0, 0, None, now)
+                                   for i in uncheckable], ns.user_id, ns.agent_id, None)
+        new = [_Memory(i, stored[i.id], new=True) for i in todo if i.id in stored]
+        return new, uncheckable
+
+    def _earlier(self, ns: Namespace, exclude: set[str]) -> list[_Memory]:
+        """Memories already trained into this namespace's weights (said or not)."""
+        states = self.facts.states(ns.user_id, ns.agent_id)
+        ids = [i for i, r in states.items()
+               if r.state in (RecallState.SAID, RecallState.NOT_SAID) and i not in exclude]
+        stored = self.facts.load(ids)
+        out = []
+        for iid in ids:
+            if iid in stored:
+                try:
+                    out.append(_Memory(self.journal.get_interaction(iid), stored[iid], new=False))
+                except Exception:  # forgotten since: its rows went with it
+                    continue
+        out.sort(key=lambda m: m.interaction.created_at)
+        return out
+
+    # -- 2. candidates ------------------------------------------------------------------
+    def _candidates(self, new: Sequence[_Memory], k: int) -> None:
+        """Candidate 0: pairs and statement. 1..k-1: plus a sampled, gated SEAL self-edit."""
+        for m in new:
+            m.extra = [[]]
+            if k > 1:
+                self._emit("candidates", message=m.id)
+                cands = self.cons.writer.candidates(
+                    m.interaction, k=k - 1, formats=self.cfg.formats,
+                    temperature=self.cfg.temperature)
+                for c in cands:
+                    m.extra.append([self.cons.inner.render(c.format, x) for x in c.items])
+            while len(m.extra) < k:
+                m.extra.append([])
+
+    # -- 3. inner loop ------------------------------------------------------------------
+    def _examples(self, memories: Sequence[_Memory], pick: Callable[[_Memory], int]) -> list[Any]:
+        from seal_agent.training import TrainExample
+
+        out: list[Any] = []
+        for m in memories:
+            out.append(m.statement)
+            out += [TrainExample(prompt=self.prompt(p.question), completion=p.answer)
+                    for p in m.stored.train]
+            if m.new and m.extra:
+                out += m.extra[pick(m)]
+        return out + self.replay()
+
+    def replay(self) -> list[TrainExample]:
+        """The base model's own greedy answers to general prompts, as chat turns to train on."""
+        from seal_agent.training import TrainExample
+
+        if self._replay is None:
+            prompts = [self.prompt(q) for q in REPLAY_PROMPTS[: self.cfg.replay_general]]
+            answers = self.base_answers(prompts)
+            self._replay = [TrainExample(prompt=p, completion=a.strip())
+                            for p, a in zip(prompts, answers, strict=True) if a.strip()]
+        return self._replay
+
+    def base_answers(self, prompts: Sequence[str]) -> list[str]:
+        """The bare base model's greedy answers, cached in the model cache folder.
+
+        The same model, prompts and decoding give the same answers: computing
+        them once per memory home saves each run ~10 s of decoding.
+        """
+        key = hashlib.sha256(json.dumps(
+            [self.config.model.name, str(self.cons.policy.source), _ANSWER.model_dump(), list(prompts)]
+        ).encode()).hexdigest()[:16]
+        path = self.config.model_cache_dir / f"base-answers-{key}.json"
+        try:
+            cached = json.loads(path.read_text())
+            if isinstance(cached, list) and len(cached) == len(prompts):
+                return [str(x) for x in cached]
+        except (OSError, ValueError):
+            pass
+        self.cons.trainer.reset(None)
+        answers = self.answers(prompts)
+        try:  # a cache: written atomically, and a failure to write is no failure
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(answers))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return answers
+
+    def _train(self, examples: Sequence[Any], memories: Sequence[_Memory]) -> _Trained:
+        """From the base, until the train questions are said back (or the epoch cap)."""
+        from seal_agent.training import TrainSettings
+
+        cfg = self.cfg
+        trainer = self.cons.trainer
+        trainer.reset(None, seed=cfg.seed)
+        train_pairs = [p for m in memories for p in m.stored.train]
+        tokens = epochs = 0
+        lr, chunk = cfg.recall_lr, cfg.recall_epochs
+        while True:
+            stats = trainer.train(examples, TrainSettings(
+                epochs=chunk, lr=lr, batch_tokens=cfg.recall_batch_tokens, schedule="linear",
+                seed=None if cfg.seed is None else cfg.seed + epochs))
+            tokens += stats.tokens
+            epochs += chunk
+            share = _mean(self.said_from_weights(train_pairs))
+            self._emit("train", message=f"{epochs} epochs: {share:.0%} of train questions said")
+            if share >= cfg.criterion or epochs + cfg.extra_epochs > cfg.max_recall_epochs:
+                break
+            lr, chunk = lr / 2, cfg.extra_epochs
+        said_now = {m.id: self.said_from_weights(m.stored.check) for m in memories}
+        return _Trained(trainer.state(), tokens, epochs, said_now)
+
+    def _train_candidate(self, memories: Sequence[_Memory], j: int) -> _Trained:
+        self._emit("score", candidate=j + 1, message="training candidate")
+        return self._train(self._examples(memories, lambda m: j), memories)
+
+    def _choose(self, new: Sequence[_Memory], before: dict[str, list[bool]],
+                trained: Sequence[_Trained]) -> dict[str, int]:
+        """Each new memory's best candidate: check questions gained, then key log-likelihood."""
+        from seal_agent.reward import LoglikScorer
+
+        if len(trained) == 1:
+            return {m.id: 0 for m in new}
+        scorer = LoglikScorer(self.cons.policy.tokenizer, self.config.agent.system_prompt)
+        loglik: list[dict[str, float]] = []
+        for t in trained:
+            self.cons.trainer.reset(t.state)
+            loglik.append({m.id: _mean(scorer.score(self.cons.trainer.model,
+                                                    [(p.question, p.key) for p in m.stored.check]))
+                           for m in new})
+        choice = {}
+        for m in new:
+            gains = [(_mean(t.said[m.id]) - _mean(before[m.id]), loglik[j][m.id])
+                     for j, t in enumerate(trained)]
+            choice[m.id] = max(range(len(trained)), key=lambda j: (gains[j], -j))
+        return choice
+
+    # -- 4. update ----------------------------------------------------------------------
+    def _final(self, memories: Sequence[_Memory], choice: dict[str, int],
+               trained: Sequence[_Trained]) -> _Trained:
+        picks = set(choice.values())
+        if len(picks) == 1:
+            best = trained[picks.pop()]
+            self.cons.trainer.reset(best.state)
+            return best
+        self._emit("update", message="training the winners together")
+        final = self._train(self._examples(memories, lambda m: choice[m.id]), memories)
+        self.cons.trainer.reset(final.state)
+        return final
+
+    # -- 5. gate, 6. promotion ------------------------------------------------------------
+    def general_base(self) -> list[str]:
+        if self._general_base is None:
+            self._general_base = self.base_answers([self.prompt(q) for q, _ in GENERAL_CHECKS])
+        return self._general_base
+
+    def _general(self, memories: Sequence[_Memory], state: dict[str, Any]) -> tuple[int, int, list[str]]:
+        """General answers right (base, new) and any user key that leaked into them."""
+        base = self.general_base()
+        self.cons.trainer.reset(state)
+        new = self.answers([self.prompt(q) for q, _ in GENERAL_CHECKS])
+        keys = {p.key for m in memories for p in m.stored.check}
+        leaked = sorted({k for k in keys for a, b in zip(new, base, strict=True)
+                         if said(a, k) and not said(b, k)})
+        right = [sum(said(a, gold) for a, (_, gold) in zip(x, GENERAL_CHECKS, strict=True))
+                 for x in (base, new)]
+        return right[0], right[1], leaked
+
+    def _memory_on(self, ns: Namespace, memories: Sequence[_Memory],
+                   drained: set[str] | None) -> list[bool] | None:
+        """Memory-on answers to each memory's first check question, with the current state.
+
+        ``drained``: the memories that would leave retrieval (None: as the
+        journal has it now). Every earlier memory that is not drained counts
+        as retrievable, as promotion would make it.
+        """
+        buffer = self.cons.buffer
+        if buffer is None:
+            return None
+        top_k = self.config.buffer.top_k
+        statuses = (MemoryStatus.BUFFERED, MemoryStatus.CONSOLIDATED)
+        truth_ids = {m.id for m in memories}
+        prompts = []
+        for m in memories:
+            question = m.stored.check[0].question
+            hits = buffer.search(question, ns, top_k=top_k * 3, statuses=statuses)
+            live = self.journal.statuses([h.id for h in hits])
+            keep = []
+            for h in hits:
+                status = live.get(h.id)
+                if status is None:
+                    continue
+                if drained is None:
+                    visible = status is MemoryStatus.BUFFERED or not self.cfg.drain
+                elif h.interaction_id in truth_ids:
+                    visible = h.interaction_id not in drained or not self.cfg.drain
+                else:
+                    visible = status is MemoryStatus.BUFFERED or not self.cfg.drain
+                if visible:
+                    keep.append(h.text)
+            prompts.append(self.prompt(question, keep[:top_k]))
+        answers = self.answers(prompts)
+        return [said(a, m.stored.check[0].key) for a, m in zip(answers, memories, strict=True)]
+
+    def _gate_and_promote(self, o: _Outcome, memories: Sequence[_Memory], new: Sequence[_Memory],
+                          before: dict[str, list[bool]], on_before: list[bool] | None,
+                          final: _Trained, choice: dict[str, int], trained: Sequence[_Trained],
+                          dry_run: bool) -> ConsolidationReport:
+        cfg = self.cfg
+        self._emit("gate")
+        verified = {m.id for m in memories
+                    if final.said[m.id] and _mean(final.said[m.id]) >= cfg.verify_share}
+        base_right, new_right, leaked = self._general(memories, final.state)
+        self.cons.trainer.reset(final.state)
+        on_after = self._memory_on(o.ns, memories, drained=verified)
+        o.fill(memories, new, before, final, verified, choice, trained,
+               (base_right, new_right, leaked), on_before, on_after)
+        reason = None
+        if not verified:
+            reason = "the new weights say none of the memories' check questions"
+        elif new_right < math.floor(cfg.min_general_share * base_right):  # whole answers
+            reason = (f"general answers fell to {new_right}/{len(GENERAL_CHECKS)} "
+                      f"(base {base_right})")
+        elif leaked:
+            reason = f"user answers leaked into general answers: {', '.join(leaked)}"
+        elif on_before is not None and on_after is not None and sum(on_after) < sum(on_before):
+            reason = f"memory-on answers would fall ({sum(on_before)} -> {sum(on_after)})"
+        if reason is not None:
+            status = "dry_run" if dry_run else (
+                "nothing_to_promote" if not verified else "gate_rejected")
+            return self._finish_nothing(o, [m.interaction for m in new], reason, dry_run,
+                                        status=status, records=o.records(None, new_only=True))
+        if dry_run:
+            return self._finish_nothing(o, [], "the gate would promote this adapter (dry run)",
+                                        True)
+        return self._promote(o, memories, new, verified, final)
+
+    def _promote(self, o: _Outcome, memories: Sequence[_Memory], new: Sequence[_Memory],
+                 verified: set[str], final: _Trained) -> ConsolidationReport:
+        from seal_agent.consolidation import ConsolidationReport
+
+        cons = self.cons
+        self._emit("promote")
+        self.cons.trainer.reset(final.state)
+        metrics = o.metrics()
+        staged = cons.store.stage(
+            o.ns.user_id, o.ns.agent_id, "memory", cons.trainer.save,
+            config=self.config.public_dict(), metrics=metrics, run_id=o.run_id,
+            parent_id=o.parent.id if o.parent else None)
+        self._emit("staged", message=staged.name)
+        drain = [e.id for m in memories if m.id in verified
+                 for e in self.journal.self_edits(interaction_id=m.id, status=[MemoryStatus.BUFFERED])]
+        back = [e.id for m in memories if not m.new and m.id not in verified
+                for e in self.journal.self_edits(interaction_id=m.id,
+                                                 status=[MemoryStatus.CONSOLIDATED])]
+        # in hybrid mode (drain = false) consolidated memories are still retrieved (agent._recall)
+        drain_status = MemoryStatus.CONSOLIDATED
+        retired = [e.id for iid in o.superseded
+                   for e in self.journal.self_edits(interaction_id=iid)
+                   if e.status is not MemoryStatus.REJECTED]
+        records = o.records(staged.id, new_only=False)
+        failed = [m.id for m in new if m.id not in verified]
+        now = _now()
+
+        def commit(conn: Any) -> None:
+            conn.executemany("UPDATE self_edits SET status = ?, updated_at = ? WHERE id = ?",
+                             [(drain_status.value, now, i) for i in drain])
+            conn.executemany("UPDATE self_edits SET status = 'buffered', updated_at = ? WHERE id = ?",
+                             [(now, i) for i in back])
+            conn.executemany("UPDATE self_edits SET status = 'rejected', updated_at = ? WHERE id = ?",
+                             [(now, i) for i in retired])
+            for iid in o.superseded:
+                self.facts.retire(conn, iid)
+            conn.executemany("UPDATE interactions SET consolidation_tries = "
+                             "consolidation_tries + 1 WHERE id = ?", [(i,) for i in failed])
+            self.facts.record(conn, records, o.ns.user_id, o.ns.agent_id, o.run_id)
+            cons.store.finish_run(conn, o.run_id, "promoted", {**metrics, "outcome": "promoted"})
+
+        promoted = cons.store.promote(staged, also=commit)
+        cons._open_run = None
+        if cons.buffer is not None:  # the journal is right already; reconcile repairs a crash here
+            cons.buffer.set_status(drain, drain_status)
+            cons.buffer.set_status(back, MemoryStatus.BUFFERED)
+            cons.buffer.set_status(retired, MemoryStatus.REJECTED)
+        self._emit("done", message=f"v{promoted.version}")
+        return ConsolidationReport(
+            **o.report_fields(), status="promoted", version=promoted.version,
+            version_id=promoted.id, reason=o.summary())
+
+    def _finish_nothing(self, o: _Outcome, failed: Sequence[Interaction], reason: str,
+                        dry_run: bool, *, status: str | None = None,
+                        records: Sequence[RecallRecord] = ()) -> ConsolidationReport:
+        from seal_agent.consolidation import ConsolidationReport
+
+        cons = self.cons
+        status = status or ("dry_run" if dry_run else "nothing_to_promote")
+        if not dry_run:
+            if records:
+                self.facts.record_now(records, o.ns.user_id, o.ns.agent_id, o.run_id)
+            cons._count_tries([i.id for i in failed])
+        cons._finish(o.run_id, status, {**o.metrics(), "reason": reason}, o.tokens, o.started)
+        return ConsolidationReport(**o.report_fields(), status=status, reason=reason)
+
+    def _emit(self, stage: str, **fields: Any) -> None:
+        from seal_agent.consolidation import ProgressEvent
+
+        self.cons.progress(ProgressEvent(stage=stage, **fields))
+
+
+def _superseded(new: Sequence[_Memory], earlier: Sequence[_Memory]) -> set[str]:
+    """Older memories that a newer one answers differently, asked the same question.
+
+    "I live in Oslo" then "I moved to Bergen": both are asked "Where do I
+    live?"; the newer key wins, the older memory's probes are retired.
+    """
+    out: set[str] = set()
+    ordered = [*earlier, *new]
+    for i, older in enumerate(ordered):
+        questions = {question_key(p.question): normalize_key(p.key)
+                     for p in [*older.stored.train, *older.stored.check]}
+        for newer in ordered[i + 1 :]:
+            for p in [*newer.stored.train, *newer.stored.check]:
+                old_key = questions.get(question_key(p.question))
+                if old_key is not None and old_key != normalize_key(p.key):
+                    out.add(older.id)
+    return out
+
+
+def normalize_key(key: str) -> str:
+    from seal_agent.text import normalize
+
+    return normalize(key)
+
+
+@dataclass
+class _Outcome:
+    """What a run found, for its report, its metrics and its recall records."""
+
+    ns: Namespace
+    run_id: str
+    started: float
+    warnings: list[str]
+    uncheckable: list[str]
+    superseded: list[str]
+    parent: Any
+    tokens: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+    said_after: dict[str, list[bool]] = field(default_factory=dict)
+    verified: set[str] = field(default_factory=set)
+    new_ids: set[str] = field(default_factory=set)
+
+    def fill(self, memories: Sequence[_Memory], new: Sequence[_Memory],
+             before: dict[str, list[bool]], final: _Trained, verified: set[str],
+             choice: dict[str, int], trained: Sequence[_Trained],
+             general: tuple[int, int, list[str]], on_before: list[bool] | None,
+             on_after: list[bool] | None) -> None:
+        self.said_after = final.said
+        self.verified = verified
+        self.new_ids = {m.id for m in new}
+        if all(final is not t for t in trained):
+            self.tokens += final.tokens
+        new_checks = [x for m in new for x in final.said[m.id]]
+        old = [m for m in memories if not m.new]
+        self.fields = {
+            "memories_new": len(new),
+            "memories_earlier": len(old),
+            "check_questions": sum(len(final.said[m.id]) for m in memories),
+            "weights_said_before": sum(sum(before[m.id]) for m in memories),
+            "weights_said_after": sum(sum(final.said[m.id]) for m in memories),
+            "new_said_share": _mean([float(x) for x in new_checks]),
+            "verified_new": sum(m.id in verified for m in new),
+            "verified_earlier": sum(m.id in verified for m in old),
+            "returned_to_retrieval": sum(m.id not in verified for m in old),
+            "epochs": final.epochs,
+            "candidate_wins": dict(Counter(str(j) for j in choice.values())),
+            "general_base": general[0],
+            "general_after": general[1],
+            "general_questions": len(GENERAL_CHECKS),
+            "leaked": general[2],
+            "memory_on_before": None if on_before is None else sum(on_before),
+            "memory_on_after": None if on_after is None else sum(on_after),
+            "memory_on_questions": None if on_after is None else len(on_after),
+        }
+
+    def records(self, version_id: str | None, *, new_only: bool) -> list[RecallRecord]:
+        now = _now()
+        out = []
+        for iid, flags in self.said_after.items():
+            if new_only and iid not in self.new_ids:
+                continue
+            state = RecallState.SAID if iid in self.verified else RecallState.NOT_SAID
+            out.append(RecallRecord(iid, state, len(flags), sum(flags), version_id, now))
+        out += [RecallRecord(i, RecallState.SUPERSEDED, 0, 0, version_id, now)
+                for i in self.superseded]
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        return {**self.fields, "uncheckable": len(self.uncheckable),
+                "superseded": len(self.superseded), "tokens_trained": self.tokens,
+                "seconds": round(time.perf_counter() - self.started, 2), "scorer": "recall"}
+
+    def report_fields(self) -> dict[str, Any]:
+        f = self.fields
+        n_new = f.get("memories_new", 0)
+        return {
+            "run_id": self.run_id, "namespace": self.ns, "scorer": "recall",
+            "chosen": f.get("verified_new", 0),
+            "recall_before": None if not f else f["weights_said_before"] / max(1, f["check_questions"]),
+            "recall_after": None if not f else f["weights_said_after"] / max(1, f["check_questions"]),
+            "parent_version": self.parent.version if self.parent else None,
+            "tokens_trained": self.tokens,
+            "seconds": round(time.perf_counter() - self.started, 2),
+            "warnings": tuple(self.warnings),
+            "recall": {**self.metrics(), "memories_new": n_new},
+        }
+
+    def summary(self) -> str:
+        f = self.fields
+        return (f"said from the weights {f['weights_said_before']} -> {f['weights_said_after']} "
+                f"of {f['check_questions']} check questions; {f['verified_new']}/"
+                f"{f['memories_new']} new memories verified and drained; general "
+                f"{f['general_after']}/{f['general_questions']} (base {f['general_base']})")
+
+
+def _mean(values: Sequence[float | bool]) -> float:
+    return sum(float(v) for v in values) / len(values) if values else 0.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+

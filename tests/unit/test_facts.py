@@ -1,0 +1,134 @@
+"""Pure logic of facts.py: person, keys, pair checks, templates, train/check split."""
+
+from __future__ import annotations
+
+import pytest
+
+from seal_agent.facts import (
+    build_probes,
+    check_pair,
+    key_aliases,
+    model_pairs,
+    question_key,
+    relation_pairs,
+    said,
+    second_person,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I work as a glassblower in Tacoma.", "You work as a glassblower in Tacoma."),
+        ("My sister lives in Oslo.", "Your sister lives in Oslo."),
+        ("Hi! I am Maya and I was born in Oslo.", "Hi! You are Maya and you were born in Oslo."),
+        ("I'm allergic to peanuts.", "You're allergic to peanuts."),
+        ("Last month I adopted a beagle.", "Last month you adopted a beagle."),
+    ],
+)
+def test_second_person(text: str, expected: str) -> None:
+    assert second_person(text) == expected
+
+
+def test_said_is_normalised_and_knows_numbers_and_ordinals() -> None:
+    assert said("Your dog is called Biscuit.", "Biscuit")
+    assert said("You have three cats.", "3")
+    assert said("You have 3 cats.", "three")
+    assert said("It is on June 9th.", "June 9")
+    assert not said("Your dog is called Biscuits-and-gravy", "Biscuit")  # whole words only
+    assert not said("I don't know.", "Biscuit")
+    assert said("You live in Reykjavík", "Reykjavik", ["Reykjavík"])
+
+
+def test_key_aliases() -> None:
+    assert "seven" in key_aliases("7")
+    assert "26" in key_aliases("26th")
+    assert key_aliases("Oslo") == ["oslo"]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "key", "reason"),
+    [
+        ("What is my job?", "You work as a glassblower.", "glassblower", None),
+        ("What is my job?", "You work as a glassblower.", "potter", "key_not_in_source"),
+        ("What is my job?", "You work with glass.", "glassblower", "key_not_in_answer"),
+        ("Am I a glassblower?", "You work as a glassblower.", "glassblower", "question_gives_key"),
+        ("What is my job in Seattle?", "You work as a glassblower.", "glassblower", "unsupported"),
+        ("What is your job?", "You work as a glassblower.", "glassblower", "person"),
+        ("What is my job?", "I work as a glassblower.", "glassblower", "person"),
+        ("What is the most common job?", "Glassblower.", "glassblower", "person"),
+        ("What is my job", "You work as a glassblower.", "glassblower", "shape"),
+        ("Do you remember my job?", "You work as a glassblower.", "glassblower", None),
+    ],
+)
+def test_check_pair(question: str, answer: str, key: str, reason: str | None) -> None:
+    assert check_pair(question, answer, key, "I work as a glassblower in Tacoma.") == reason
+
+
+def test_model_pairs_fix_person_find_the_key_and_drop_inventions() -> None:
+    source = "I work as a glassblower. My brother Tomas works as a pilot."
+    output = (
+        "What's your job? | Your job is a glassblower.\n"
+        "2. What is your brother's job? | My brother is a pilot.\n"
+        "3. What's your cat's name? | Your cat's name is Luna.\n"
+        "4. What's your favourite colour? | Your favourite colour is blue."
+    )
+    pairs, dropped = model_pairs(output, source)
+    assert [(p.question, p.answer, p.key) for p in pairs] == [
+        ("What's my job?", "Your job is a glassblower.", "glassblower"),
+        ("What is my brother's job?", "Your brother is a pilot.", "pilot"),
+    ]
+    assert sum(dropped.values()) == 2  # Luna and blue: never said by the user
+
+
+@pytest.mark.parametrize(
+    ("statement", "key", "a_question"),
+    [
+        ("My sister Ines lives in Reykjavik.", "Reykjavik", "Where does my sister live?"),
+        ("I work as a glassblower in Tacoma.", "glassblower", "What is my job?"),
+        ("I'm allergic to peanuts, so never suggest satay to me.", "peanuts", "What am I allergic to?"),
+        ("My favourite instrument is the bassoon.", "bassoon", "What is my favourite instrument?"),
+        ("I have 3 cats at home.", "3", "How many cats do I have?"),
+        ("My birthday is on June 9.", "June 9", "When is my birthday?"),
+        ("My brother Tomas works as a pilot.", "pilot", "What does my brother do for a living?"),
+        ("I have run 16 marathons so far.", "16", "How many marathons have I run?"),
+        ("I live in Duluth now, right by the lake.", "Duluth", "Where do I live?"),
+        ("Our house number is 418.", "418", "What is my house number?"),
+    ],
+)
+def test_relation_templates(statement: str, key: str, a_question: str) -> None:
+    pairs = relation_pairs(statement)
+    assert pairs, statement
+    assert pairs[0].key == key
+    assert a_question in [p.question for p in pairs]
+    for p in pairs:  # every template pair passes the same check as the model's
+        assert check_pair(p.question, p.answer, p.key, statement) is None
+
+
+def test_a_capitalised_word_is_not_a_name_unless_it_is_capitalised() -> None:
+    # "I'm training" must not make "training" the user's name
+    keys = [p.key for p in relation_pairs("I have run 16 marathons and I'm training for another.")]
+    assert "training" not in keys
+
+
+def test_build_probes_splits_train_and_check_apart() -> None:
+    facts, _ = build_probes("My sister Ines lives in Reykjavik.", n_train=3, n_check=2)
+    (fact,) = facts
+    assert fact.key == "Reykjavik"
+    assert len(fact.train) == 3 and len(fact.check) == 2
+    train_q = {question_key(p.question) for p in fact.train}
+    assert not train_q & {question_key(p.question) for p in fact.check}
+
+
+def test_two_facts_in_one_statement_get_their_own_keys() -> None:
+    facts, _ = build_probes("My dog is called Biscuit and I live in Oslo.")
+    assert [f.key for f in facts] == ["Biscuit", "Oslo"]
+
+
+def test_an_opinion_has_no_checkable_answer() -> None:
+    facts, _ = build_probes("Honestly, the weather has been strange lately.")
+    assert facts == []
+
+
+def test_question_key_spells_out_contractions() -> None:
+    assert question_key("What's my job?") == question_key("What is my job")
