@@ -8,9 +8,11 @@ Phase 2 (a new process, new sessions): the same questions are asked with
 memory on (answers come from the buffer) and with memory off (the bare
 model).
 
-Phase 3 (another process): `consolidate` runs the SEAL reward loop and moves
-the buffered memories into a LoRA adapter; the questions are asked again with
-retrieval turned off, through the adapter and through the base model.  Nothing here is scripted: every answer is the 135M model's own, and
+Phase 3 (another process): `consolidate` trains the memories into a LoRA
+adapter as question/answer pairs in the agent's chat format; a memory leaves
+the buffer only once the new weights say it back to check questions never
+trained on.  The questions are asked again with retrieval turned off, through
+the adapter and through the base model, and with memory on.  Nothing here is scripted: every answer is the 135M model's own, and
 the script says plainly which answers contain the fact and which do not.
 
     python examples/quickstart.py            # both phases
@@ -114,52 +116,52 @@ def ask(home: Path) -> None:
 
 def consolidate(home: Path) -> None:
     from seal_agent import SealAgent
+    from seal_agent.facts import said
     from seal_agent.models import quiet_model_loading
 
     quiet_model_loading()
     console.rule(f"[bold]Phase 3: consolidation (pid {os.getpid()}): from the buffer into the weights")
+    questions = [q for q, _ in QUESTIONS]
     with SealAgent.open(home, user_id=USER, agent={"derive": "off"}) as agent:
         before = agent.journal.counts(USER)["self_edits"]["buffered"]
-        with console.status("consolidating: sampling candidates, training, scoring probes…") as status:
+        on_before = agent.answers(questions, retrieval=True)
+        with console.status("consolidating: writing question/answer pairs, training, checking…") as status:
 
             def show(event) -> None:
-                reward = "" if event.reward is None else f" reward {event.reward:+.3f}"
-                status.update(
-                    f"interaction {event.interaction}/{event.interactions}: {event.stage}"
-                    f"{' candidate ' + str(event.candidate) if event.candidate else ''}{reward}"
-                )
+                status.update(f"{event.stage} {event.message}")
 
             report = agent.consolidate(progress=show)
+        r = report.recall or {}
         console.print(
             f"run {report.run_id}: {report.status}: {report.reason}\n"
-            f"candidates tried {report.candidates_tried}, chosen {report.chosen}, "
-            f"not positive {report.not_positive}, no probes {report.skipped_no_probes}; "
-            f"{report.tokens_trained} tokens trained in {report.seconds:.0f} s\n"
-            f"probe recall ({report.scorer}, no memory in context): "
-            f"{_num(report.recall_before)} -> {_num(report.recall_after)}"
+            f"{report.tokens_trained} tokens trained in {report.seconds:.0f} s; memories that stay "
+            f"retrievable because the weights do not say them yet: "
+            f"{r.get('memories_new', 0) - r.get('verified_new', 0)}, with nothing to check: "
+            f"{r.get('uncheckable', 0)}"
         )
         after = agent.journal.counts(USER)["self_edits"]["buffered"]
-        console.print(f"buffered memories: {before} before, {after} after")
+        console.print(f"buffered memories: {before} before, {after} after (only what the weights say left)")
 
         console.rule("[bold]Phase 3b: the same questions, retrieval OFF")
         table = Table("question", "weights (adapter)", "base model")
+        weights = agent.answers(questions, retrieval=False)
+        base = agent.answers(questions, retrieval=False, weights=False)
         learned = 0
-        for n, (question, expected) in enumerate(QUESTIONS):
-            weights = agent.chat(question, session_id=f"w-{n}", retrieval=False)
-            base = agent.chat(question, session_id=f"b-{n}", retrieval=False, weights=False)
-            hit = expected in weights.answer.lower()
+        for (question, expected), w, b in zip(QUESTIONS, weights, base, strict=True):
+            hit = said(w, expected)
             learned += hit
-            table.add_row(question, _mark(weights.answer, hit), _mark(base.answer, expected in base.answer.lower()))
+            table.add_row(question, _mark(w, hit), _mark(b, said(b, expected)))
         console.print(table)
+        on_after = agent.answers(questions, retrieval=True)
         n = len(QUESTIONS)
         if report.status != "promoted":
             console.print(f"[yellow]No adapter was promoted ({report.reason}); the answers above "
-                          "come from the base model both times.[/]")
-        console.print(
-            f"[bold]facts answered from the weights alone: {learned}/{n}[/] "
-            + ("" if learned == n else "(the others were not learned well enough to be said "
-               "back; they stay retrievable while buffered, or in the adapter's probe scores)")
-        )
+                          "come from the base model both times, and every memory stays retrievable.[/]")
+        console.print(f"[bold]facts answered from the weights alone: {learned}/{n}[/]")
+        right_before = sum(said(a, e) for a, (_, e) in zip(on_before, QUESTIONS, strict=True))
+        right_after = sum(said(a, e) for a, (_, e) in zip(on_after, QUESTIONS, strict=True))
+        console.print(f"[bold]memory on (weights + what stays retrievable): {right_before}/{n} before "
+                      f"consolidation, {right_after}/{n} after[/]")
 
 
 def _num(value: float | None) -> str:

@@ -418,6 +418,39 @@ class SealAgent:
                 return messages, mems, len(turns)
             turns.pop(0)
 
+    def answers(
+        self,
+        questions: Sequence[str],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        retrieval: bool = True,
+        weights: bool = True,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Greedy answers to one-turn questions, batched, and not logged.
+
+        Each question is asked as a new session's first turn, in the agent's
+        own chat format: the same system prompt, retrieval and adapter as
+        :meth:`chat`. For measuring what the agent says (``eval facts``, the
+        consolidation gate's memory-on check), not for conversations: nothing
+        enters the journal.
+        """
+        ns = self._namespace(user_id, agent_id, None)
+        params = GenerationParams(max_new_tokens=max_new_tokens or self.config.agent.max_new_tokens)
+        room = self.context_length - params.max_new_tokens
+        prompts = []
+        for question in questions:
+            text = clean_input(question)
+            memories = self._recall(text, ns) if retrieval else []
+            messages, _, _ = self._build_prompt(Message(role="user", content=text), memories, [], room)
+            prompts.append(self.lm.format_chat(messages))
+        adapter = self._memory_adapter(ns) if weights else None
+        out: list[str] = []
+        for start in range(0, len(prompts), 16):
+            out += self.lm.complete(prompts[start : start + 16], params, adapter=adapter)
+        return [trim_repetition(a).strip() for a in out]
+
     def log_exchange(
         self,
         message: str,

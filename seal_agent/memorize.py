@@ -100,6 +100,9 @@ class Memorizer:
         self.facts = FactStore(cons.journal)
         self._replay: list[TrainExample] | None = None
         self._general_base: list[str] | None = None
+        self.timings: dict[str, float] = {}  # seconds per stage of the current run
+        self._stage: str | None = None
+        self._t = 0.0
 
     # -- the agent's chat format --------------------------------------------------------
     def prompt(self, question: str, memories: Sequence[str] = ()) -> str:
@@ -134,6 +137,7 @@ class Memorizer:
         from seal_agent.consolidation import ConsolidationReport
 
         started = time.perf_counter()
+        self.timings, self._stage = {}, None
         cons = self.cons
         todo = [i for i, _ in cons.buffered_interactions(ns, max_interactions or self.cfg.max_interactions)]
         checked = self.facts.state_of(i.id for i in todo)
@@ -159,7 +163,7 @@ class Memorizer:
         start_state = trainer.load(version.path) if version is not None else None
         outcome = _Outcome(ns=ns, run_id=run_id, started=started, warnings=list(warnings),
                            uncheckable=uncheckable, superseded=sorted(superseded),
-                           parent=version)
+                           parent=version, timings=self.timings)
         if not new:
             return self._finish_nothing(outcome, todo, "no memory with a checkable answer",
                                         dry_run)
@@ -501,8 +505,13 @@ class Memorizer:
         return ConsolidationReport(**o.report_fields(), status=status, reason=reason)
 
     def _emit(self, stage: str, **fields: Any) -> None:
+        """Say what the run does now; the time since the last stage is charged to that stage."""
         from seal_agent.consolidation import ProgressEvent
 
+        now = time.perf_counter()
+        if self._stage is not None:
+            self.timings[self._stage] = round(self.timings.get(self._stage, 0.0) + now - self._t, 2)
+        self._stage, self._t = stage, now
         self.cons.progress(ProgressEvent(stage=stage, **fields))
 
 
@@ -593,8 +602,10 @@ class _Outcome:
                 for i in self.superseded]
         return out
 
+    timings: dict[str, float] = field(default_factory=dict)
+
     def metrics(self) -> dict[str, Any]:
-        return {**self.fields, "uncheckable": len(self.uncheckable),
+        return {**self.fields, "stage_seconds": dict(self.timings), "uncheckable": len(self.uncheckable),
                 "superseded": len(self.superseded), "tokens_trained": self.tokens,
                 "seconds": round(time.perf_counter() - self.started, 2), "scorer": "recall"}
 

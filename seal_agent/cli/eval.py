@@ -1,4 +1,4 @@
-"""`seal-agent eval squad|locomo|longmemeval|report`: the evaluation harness."""
+"""`seal-agent eval facts|squad|locomo|longmemeval|report`: the evaluation harness."""
 
 from __future__ import annotations
 
@@ -33,6 +33,37 @@ def _config(config: Path | None, home: Path | None = None, **overrides: Any) -> 
     if home is not None:
         overrides["home"] = home
     return load_config(config, **overrides)
+
+
+@app.command("facts")
+@friendly_errors
+def facts(
+    split: SplitOpt = "dev",
+    scenarios: Annotated[
+        str, typer.Option("--scenarios", help="Comma-separated: one,users,sequential.")
+    ] = "one,users,sequential",
+    n_facts: Annotated[int, typer.Option("--facts", min=1, help="Facts told in the 'one' scenario.")] = 20,
+    batches: Annotated[int, typer.Option("--batches", min=1, help="Consolidations in 'sequential'.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Facts per batch in 'sequential'.")] = 3,
+    output: OutOpt = Path("eval-results"),
+    plot: PlotOpt = False,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Keep the scratch memory homes here (default: a temporary folder)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Personal facts said from the weights: told, consolidated, asked in words never trained on."""
+    from seal_agent.eval.facts import run_facts
+
+    quiet_libraries()
+    path = run_facts(
+        _config(config), split=split, scenarios=[x.strip() for x in scenarios.split(",") if x.strip()],
+        n_facts=n_facts, batches=batches, batch_size=batch_size, output=output, plot=plot,
+        home=home, log=lambda line: console.print(line, highlight=False),
+    )
+    console.print(path.with_suffix(".md").read_text(), highlight=False)
+    console.print(f"results: {path}")
 
 
 @app.command("squad")

@@ -8,8 +8,11 @@ measures recall from the weights rather than memorisation of the training prompt
 Distractors ask a user about a kind of fact only *other* users stated (cross-user
 leakage), and the general questions watch for damage to what the base model knew.
 
-Split rule: users u01-u06 are ``dev``, u07-u12 are ``heldout``. Tune prompts, ranks and
-learning rates on dev only; the held-out users are for the final numbers.
+Split rule: each user's ``split`` field in the file decides; at present u01-u06 and
+u13-u16 are ``dev``, u07-u12 and u17-u20 are ``heldout`` (20 users, 6 facts each, 60 per
+split). Users u13-u20 state only kinds of facts no other user states, so each split has a
+large pool of facts that one person could all have said. Tune prompts, ranks and learning
+rates on dev only; the held-out users are for the final numbers.
 
 :func:`load_facts` checks the file's invariants and raises
 :class:`~seal_agent.errors.ConfigError` naming the offending fact.

@@ -12,7 +12,9 @@ from seal_agent import ConsolidationBusyError, MemoryStatus
 pytestmark = pytest.mark.slow
 
 # Few candidates, few epochs: seconds per interaction on 2 cores.
-FAST = {"k": 2, "inner_epochs": 2, "update_epochs": 3, "inner_lr": 1e-3, "update_lr": 1e-3}
+# The SEAL loop on the gold-answer log-likelihood (mode "loglik"); recall mode: test_memorize.py
+FAST = {"mode": "loglik", "k": 2, "inner_epochs": 2, "update_epochs": 3, "inner_lr": 1e-3,
+        "update_lr": 1e-3}
 
 
 def _remember(agent, user="ana"):

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = {"k": 2, "inner_epochs": 2, "update_epochs": 2, "inner_lr": 1e-3, "update_lr": 1e-3,
+FAST = {"mode": "loglik", "k": 2, "inner_epochs": 2, "update_epochs": 2, "inner_lr": 1e-3, "update_lr": 1e-3,
         "min_recall_gain": -1e9}
 
 # The child consolidates and stops dead (SIGSTOP-free: it sleeps) at the named

@@ -212,7 +212,7 @@ def test_policy_adapter_on_the_loaded_base_and_consolidate_with_it(make_agent, l
     from seal_agent.models.base import GenerationParams
     from seal_agent.policy import PolicyStore, policy_writer
 
-    agent = make_agent(user_id="maya")
+    agent = make_agent(user_id="maya", consolidation={"mode": "loglik"})  # candidates table
     agent.remember("My sister Ines lives in Reykjavik and works as a glassblower.",
                    probes=[("Where does my sister live?", "Reykjavik")])
     store = PolicyStore(agent.adapters)
