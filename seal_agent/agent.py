@@ -38,11 +38,13 @@ from seal_agent.prompts import memory_system_prompt
 from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
 from seal_agent.types import (
     DeriveStatus,
+    Interaction,
     InteractionKind,
     Memory,
     MemoryStatus,
     Message,
     Namespace,
+    SelfEditFormat,
     check_id,
 )
 
@@ -778,7 +780,23 @@ class SealAgent:
         retrievable = [e for e in derivation.self_edits if e.retrievable]
         self.buffer.add(retrievable)
         self.journal.mark_indexed([e.id for e in retrievable])
+        if self.config.consolidation.mode == "recall" and any(
+            e.format is SelfEditFormat.STATEMENT for e in derivation.self_edits
+        ):
+            self._write_fact_probes(interaction)
         return DeriveStatus.DONE
+
+    def _write_fact_probes(self, interaction: Interaction) -> None:
+        """The pairs consolidation will train and check (memorize.py), written now, in the
+        background, rather than inside a consolidation run. A failure here costs nothing:
+        consolidation writes whatever is missing."""
+        from seal_agent.memorize import write_fact_probes
+
+        try:
+            write_fact_probes(self.lm, FactStore(self.journal), [interaction],
+                              self.config.consolidation)
+        except Exception as exc:  # the derivation itself is done and durable
+            log.warning("fact probes for %s not written now (%s); consolidation will", interaction.id, exc)
 
     def reprocess(
         self,

@@ -180,8 +180,9 @@ class ConsolidationConfig(_Section):
     )
     k: int = Field(3, ge=1, le=32, description="Candidate self-edits sampled per interaction.")
     recall_k: int = Field(
-        2, ge=1, le=8, description="recall mode: candidate training sets per memory (0: its "
-        "question/answer pairs; others add a sampled SEAL self-edit); one training each.",
+        1, ge=1, le=8, description="recall mode: candidate training sets per memory (the first: "
+        "its question/answer pairs; the others add a sampled SEAL self-edit). Each costs one "
+        "training of the whole namespace, plus one for the winners.",
     )
     model_pairs: bool = Field(
         True, description="recall mode: the model writes question/answer pairs too (checked "

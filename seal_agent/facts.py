@@ -156,7 +156,7 @@ def _ORDINAL_SUB(norm: str) -> str:  # "9th" in an answer says "9"
 
 
 # -- checking one pair against the user's words -------------------------------------
-_FIRST_PERSON = {"i", "my", "me", "mine", "im", "myself"}
+_FIRST_PERSON = {"i", "my", "me", "mine", "im", "myself", "we", "our", "us", "ours"}
 _SECOND_PERSON = {"you", "your", "yours", "youre", "yourself"}
 
 
@@ -194,7 +194,9 @@ def check_pair(question: str, answer: str, key: str, source: str) -> str | None:
 
 def _invented(text: str, source: str) -> list[str]:
     """Names and numbers the user never said (pronouns and question words are not names)."""
-    return [t for t in unsupported_terms(text, source) if normalize(t) not in _PRONOUNS]
+    words = normalize(source).split()
+    return [t for t in unsupported_terms(text, source) if normalize(t) not in _PRONOUNS
+            and not any(w.startswith(normalize(t)) for w in words)]  # "26" of "26th"
 
 
 _PRONOUNS = _FIRST_PERSON | _SECOND_PERSON | {"ive", "id", "ill", "youve", "youd", "youll", "tell", "do", "whats", "wheres", "whos", "when", "in", "on", "last", "this", "next"}
@@ -271,8 +273,12 @@ def _new_span(question: str, answer: str, source: str) -> str | None:
 _SPAN = r"(?P<key>[^,.;!?]+?)"
 # a key ends at punctuation, a conjunction, or a trailing phrase ("... now", "... at the shipyard")
 _END = (r"(?=\s*(?:[,.;!?]|\band\b|\bso\b|\bbut\b|\bbecause\b|$)|\s+(?:now|here|there|today|"
-        r"these days|at|for|in|on|with|by|from|since|every|all|so far)\b)")
+        r"these days|at|for|in|on|with|by|from|since|every|all|so far|one day|someday|soon)\b)")
 _DET = r"(?:(?:a|an|the)\s+)?"
+# after "I"/"we" any word is the verb; after "my X" only a word that looks like one
+_VERB = (r"(?P<verb>(?:(?<=\bI )|(?<=\bwe ))[a-z]+|[a-z]+(?:s|ed)|went|spent|met|got|grew|began|"
+         r"bought|took|made|had|left|found|became|won|ran|drove|flew)")
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 
 
 @dataclass
@@ -359,6 +365,38 @@ _RELATIONS: tuple[_Relation, ...] = (
     _rel(r"\bI live on the (?P<key>\d+(?:st|nd|rd|th)) (?P<rel>[a-z]+)",
          "Which {rel} do I live on?", "What {rel} do I live on?", "On which {rel} do I live?",
          "What {rel} is my home on?", "Which {rel} is my home on?"),
+    _rel(r"\b(?:working|work|moonlight|moonlighting|worked) as (?:a|an) " + _SPAN + _END,
+         "What do I work as?", "What job did I mention?", "What work do I do?",
+         "What did I say I work as?", "What kind of job did I tell you about?"),
+    _rel(r"\bI(?:'d| would) (?:love|like) to (?:become|be) (?:a|an) " + _SPAN + _END,
+         "What would I love to become?", "What is my dream job?", "What do I want to be someday?",
+         "What would I like to be?", "What job do I dream of?"),
+    _rel(r"\bI (?P<verb>[a-z]+) (?:a |an )?(?P<unit>size|number) (?P<key>\d+)(?: (?P<rel>[a-z]+))?",
+         "What {unit} {rel} do I {verb}?", "Which {unit} {rel} do I {verb}?",
+         "What {unit} is my {rel}?", "What is my {rel} {unit}?", "Do you remember my {rel} {unit}?"),
+    # a pet or thing with a name: "a goldfish named Bartholomew", "a chestnut horse called Biscotti"
+    _rel(r"\b(?:a|an|my) (?:[a-z]+ )?(?P<rel>[a-z]+) (?:named|called) (?P<key>(?-i:[A-Z][a-z]+))",
+         "What is my {rel} called?", "What is the name of my {rel}?", "What did I name my {rel}?",
+         "What's my {rel}'s name?", "Do you remember what my {rel} is called?"),
+    # dates: "My passport expires on November 14", "I passed my driving test on August 17"
+    _rel(r"\b(?P<subj>I|we|my [a-z' -]{2,30}?|our [a-z' -]{2,30}?) " + _VERB + r" "
+         r"(?P<obj>(?:[a-z' ]+? )?)on (?P<key>(?-i:" + _MONTHS + r") \d{1,2}(?:st|nd|rd|th)?)",
+         "When {aux} {subj_q} {vbase}{obj_q}?", "On what date {aux} {subj_q} {vbase}{obj_q}?",
+         "What day {aux} {subj_q} {vbase}{obj_q}?", "Which date {aux} {subj_q} {vbase}{obj_q}?",
+         "Do you remember when {subj_q} {vpast}{obj_q}?"),
+    # places: "I work out at Ironclad Gym", "We spent our honeymoon in Zanzibar"
+    _rel(r"\b(?P<subj>I|we|my [a-z' -]{2,30}?) " + _VERB + r" (?P<obj>(?:[a-z' ]+? )?)"
+         r"(?:at|in|to) (?P<key>(?-i:[A-Z][a-z]+)(?: (?-i:[A-Z][a-z]+))?)",
+         "Where {aux} {subj_q} {vbase}{obj_q}?", "At which place {aux} {subj_q} {vbase}{obj_q}?",
+         "Do you remember where {subj_q} {vpast}{obj_q}?", "Which place {aux} {subj_q} {vbase}{obj_q} at?",
+         "Where is it that {subj_q} {vpast}{obj_q}?"),
+    # a person by role: "My parrot, Fandango,", "My grandmother Wilhelmina"
+    _rel(r"\bmy (?P<rel>(?:(?!\b(?:is|was|are|were)\b)[a-z' -]){2,30}?),? (?P<key>(?-i:[A-Z][a-z]+))\b",
+         "What is my {rel}'s name?", "What is my {rel} called?", "Who is my {rel}?",
+         "What's the name of my {rel}?", "Do you know my {rel}'s name?"),
+    _rel(r"\b(?:my|our) (?P<rel>[a-z' -]{2,30}?) was " + _DET + _SPAN + _END,
+         "What was my {rel}?", "Who was my {rel}?", "Do you remember my {rel}?",
+         "Tell me what my {rel} was?", "What did I say my {rel} was?"),
     _rel(r"\b(?:my|our) (?P<rel>[a-z' ]{2,30}?) is " + _DET + _SPAN + _END,
          "What is my {rel}?", "Do you remember my {rel}?", "Tell me my {rel}?",
          "What did I say my {rel} is?", "Which is my {rel}?"),
@@ -393,7 +431,10 @@ def relation_pairs(source: str) -> list[FactPair]:
             if not key or len(key.split()) > 4 or normalize(key) in keys:
                 continue
             groups = {k: (v or "").strip() for k, v in m.groupdict().items()}
-            if "verb" in groups:  # "I have run 16 marathons": have I run; "I keep 23": do I keep
+            if "subj" in groups:  # "my passport expires": when does my passport expire
+                groups.update(_verb_forms(groups["subj"], groups["verb"]),
+                              obj_q=(" " + groups["obj"].strip()) if groups["obj"].strip() else "")
+            elif "verb" in groups:  # "I have run 16 marathons": have I run; "I keep 23": do I keep
                 have = bool(groups.get("have"))
                 groups.update(aux="have" if have else "do",
                               verb2=("have " if have else "") + groups["verb"])
@@ -405,6 +446,32 @@ def relation_pairs(source: str) -> list[FactPair]:
             keys.add(normalize(key))
             break  # one relation per clause
     return pairs
+
+
+def _verb_forms(subj: str, verb: str) -> dict[str, str]:
+    """Question forms of a statement's verb: "my passport expires" -> does ... expire."""
+    subj_q = "I" if subj.lower() == "i" else subj[0].lower() + subj[1:]
+    verb = verb.lower()
+    if verb.endswith("ed") or verb in _IRREGULAR:
+        if verb in _IRREGULAR:
+            base = _IRREGULAR[verb]
+        elif verb.endswith("ied"):
+            base = verb[:-3] + "y"
+        elif verb[:-2].endswith(("r", "v", "c", "z", "g", "at", "ut", "iv", "os")):
+            base = verb[:-1]  # moved, expired, located: the e stays
+        else:
+            base = verb[:-2]  # passed, worked, started
+        return {"subj_q": subj_q, "aux": "did", "vbase": base, "vpast": verb}
+    if subj_q.lower() not in ("i", "we") and verb.endswith("s"):
+        base = verb[:-2] if verb.endswith(("ches", "shes", "sses", "xes")) else verb[:-1]
+        return {"subj_q": subj_q, "aux": "does", "vbase": base, "vpast": verb}
+    return {"subj_q": subj_q, "aux": "do", "vbase": verb, "vpast": verb}
+
+
+_IRREGULAR = {"went": "go", "spent": "spend", "met": "meet", "got": "get", "grew": "grow",
+              "began": "begin", "bought": "buy", "took": "take", "made": "make", "had": "have",
+              "was": "be", "left": "leave", "found": "find", "became": "become", "won": "win",
+              "ran": "run", "sang": "sing", "wrote": "write", "drove": "drive", "flew": "fly"}
 
 
 def _sentence(text: str) -> str:

@@ -55,10 +55,11 @@ from seal_agent.text import drop_questions
 from seal_agent.types import Interaction, MemoryStatus, Message, Namespace
 
 if TYPE_CHECKING:
+    from seal_agent.config import ConsolidationConfig
     from seal_agent.consolidation import ConsolidationReport, Consolidator
     from seal_agent.training import TrainExample
 
-__all__ = ["Memorizer"]
+__all__ = ["Memorizer", "drained_by", "write_fact_probes"]
 
 _ANSWER = GenerationParams(max_new_tokens=32)  # greedy: the key comes early in a short answer
 _WRITE = GenerationParams(max_new_tokens=120, stop=("\n\nStatement:", "\nStatement:"),
@@ -87,6 +88,43 @@ class _Trained:
     tokens: int
     epochs: int
     said: dict[str, list[bool]]  # memory id -> per check question
+
+
+def write_fact_probes(
+    lm: Any, store: FactStore, interactions: Sequence[Interaction], cfg: ConsolidationConfig,
+) -> tuple[dict[str, StoredFact], list[str]]:
+    """Write and keep the train pairs and check questions of each interaction.
+
+    The model writes pairs too (one batched, greedy completion) when
+    ``cfg.model_pairs``; what it writes is checked against the user's words
+    (facts.py) before it joins the relation templates. An interaction with no
+    checkable answer is recorded ``uncheckable``: it stays buffered and is
+    never trained. Called at derivation (background) and, for anything
+    derived before, by consolidation.
+    """
+    if not interactions:
+        return {}, []
+    written: list[str] = []
+    sources = [drop_questions(i.user_text) for i in interactions]
+    if cfg.model_pairs:
+        prompts = [FACT_QA_PROMPT.format(source=" ".join(s.split())) for s in sources if s]
+        outputs = iter(lm.complete(prompts, _WRITE)) if prompts else iter(())
+        written = [("What" + next(outputs)) if s else "" for s in sources]
+    out: dict[str, StoredFact] = {}
+    uncheckable: list[str] = []
+    for n, interaction in enumerate(interactions):
+        facts, _dropped = build_probes(sources[n], written[n] if written else "",
+                                       n_train=cfg.train_questions, n_check=cfg.check_questions)
+        facts = [f for f in facts if f.checkable]
+        ns = interaction.namespace
+        if not facts:
+            uncheckable.append(interaction.id)
+            store.record_now([RecallRecord(interaction.id, RecallState.UNCHECKABLE, 0, 0, None, _now())],
+                             ns.user_id, ns.agent_id, None)
+            continue
+        store.save(interaction.id, ns.user_id, ns.agent_id, facts)
+        out[interaction.id] = StoredFact(interaction.id, tuple(facts))
+    return out, uncheckable
 
 
 class Memorizer:
@@ -180,30 +218,11 @@ class Memorizer:
 
     # -- 1. probes ----------------------------------------------------------------------
     def _probes(self, ns: Namespace, todo: Sequence[Interaction]) -> tuple[list[_Memory], list[str]]:
-        """Load or write each memory's probes; those without a checkable answer are marked."""
+        """Load each memory's probes (derivation wrote most); write the missing; mark the uncheckable."""
         stored = self.facts.load(i.id for i in todo)
         missing = [i for i in todo if i.id not in stored]
-        written: list[str] = []
-        if missing and self.cfg.model_pairs:
-            prompts = [FACT_QA_PROMPT.format(source=" ".join(drop_questions(i.user_text).split()))
-                       for i in missing]
-            written = self.cons.policy.complete(prompts, _WRITE)
-        uncheckable: list[str] = []
-        for n, interaction in enumerate(missing):
-            source = drop_questions(interaction.user_text)
-            output = "What" + written[n] if written else ""
-            facts, _dropped = build_probes(source, output, n_train=self.cfg.train_questions,
-                                           n_check=self.cfg.check_questions)
-            facts = [f for f in facts if f.checkable]
-            if not facts:
-                uncheckable.append(interaction.id)
-                continue
-            self.facts.save(interaction.id, ns.user_id, ns.agent_id, facts)
-            stored[interaction.id] = StoredFact(interaction.id, tuple(facts))
-        if uncheckable:
-            now = _now()
-            self.facts.record_now([RecallRecord(i, RecallState.UNCHECKABLE, 0, 0, None, now)
-                                   for i in uncheckable], ns.user_id, ns.agent_id, None)
+        written, uncheckable = write_fact_probes(self.cons.policy, self.facts, missing, self.cfg)
+        stored.update(written)
         new = [_Memory(i, stored[i.id], new=True) for i in todo if i.id in stored]
         return new, uncheckable
 
@@ -358,16 +377,18 @@ class Memorizer:
         return self._general_base
 
     def _general(self, memories: Sequence[_Memory], state: dict[str, Any]) -> tuple[int, int, list[str]]:
-        """General answers right (base, new) and any user key that leaked into them."""
+        """General questions the base answers right, how many the new state still does,
+        and any user key that entered an answer (not in the question, not in the base's)."""
         base = self.general_base()
         self.cons.trainer.reset(state)
         new = self.answers([self.prompt(q) for q, _ in GENERAL_CHECKS])
         keys = {p.key for m in memories for p in m.stored.check}
-        leaked = sorted({k for k in keys for a, b in zip(new, base, strict=True)
-                         if said(a, k) and not said(b, k)})
-        right = [sum(said(a, gold) for a, (_, gold) in zip(x, GENERAL_CHECKS, strict=True))
-                 for x in (base, new)]
-        return right[0], right[1], leaked
+        leaked = sorted({k for k in keys for (q, _), a, b in zip(GENERAL_CHECKS, new, base, strict=True)
+                         if said(a, k) and not said(b, k) and not said(q, k)})
+        base_right = [said(b, gold) for b, (_, gold) in zip(base, GENERAL_CHECKS, strict=True)]
+        kept = sum(r and said(a, gold)
+                   for r, a, (_, gold) in zip(base_right, new, GENERAL_CHECKS, strict=True))
+        return sum(base_right), kept, leaked
 
     def _memory_on(self, ns: Namespace, memories: Sequence[_Memory],
                    drained: set[str] | None) -> list[bool] | None:
@@ -411,8 +432,7 @@ class Memorizer:
                           dry_run: bool) -> ConsolidationReport:
         cfg = self.cfg
         self._emit("gate")
-        verified = {m.id for m in memories
-                    if final.said[m.id] and _mean(final.said[m.id]) >= cfg.verify_share}
+        verified = drained_by(final.said, cfg.verify_share)
         base_right, new_right, leaked = self._general(memories, final.state)
         self.cons.trainer.reset(final.state)
         on_after = self._memory_on(o.ns, memories, drained=verified)
@@ -422,8 +442,8 @@ class Memorizer:
         if not verified:
             reason = "the new weights say none of the memories' check questions"
         elif new_right < math.floor(cfg.min_general_share * base_right):  # whole answers
-            reason = (f"general answers fell to {new_right}/{len(GENERAL_CHECKS)} "
-                      f"(base {base_right})")
+            reason = (f"general answers kept {new_right} of the {base_right} the base "
+                      f"model gets right (needs {cfg.min_general_share:.0%})")
         elif leaked:
             reason = f"user answers leaked into general answers: {', '.join(leaked)}"
         elif on_before is not None and on_after is not None and sum(on_after) < sum(on_before):
@@ -515,6 +535,12 @@ class Memorizer:
         self.cons.progress(ProgressEvent(stage=stage, **fields))
 
 
+def drained_by(said_now: dict[str, list[bool]], share: float) -> set[str]:
+    """The drain rule: a memory leaves retrieval only when the weights say enough of its
+    check questions (``share`` of them; 1.0: all). No check question, no drain."""
+    return {m for m, flags in said_now.items() if flags and _mean(flags) >= share}
+
+
 def _superseded(new: Sequence[_Memory], earlier: Sequence[_Memory]) -> set[str]:
     """Older memories that a newer one answers differently, asked the same question.
 
@@ -581,8 +607,8 @@ class _Outcome:
             "returned_to_retrieval": sum(m.id not in verified for m in old),
             "epochs": final.epochs,
             "candidate_wins": dict(Counter(str(j) for j in choice.values())),
-            "general_base": general[0],
-            "general_after": general[1],
+            "general_base": general[0],  # of general_questions, right by the base
+            "general_after": general[1],  # of those, still right with the new weights
             "general_questions": len(GENERAL_CHECKS),
             "leaked": general[2],
             "memory_on_before": None if on_before is None else sum(on_before),
@@ -628,8 +654,8 @@ class _Outcome:
         f = self.fields
         return (f"said from the weights {f['weights_said_before']} -> {f['weights_said_after']} "
                 f"of {f['check_questions']} check questions; {f['verified_new']}/"
-                f"{f['memories_new']} new memories verified and drained; general "
-                f"{f['general_after']}/{f['general_questions']} (base {f['general_base']})")
+                f"{f['memories_new']} new memories verified and drained; general answers "
+                f"kept {f['general_after']}/{f['general_base']}")
 
 
 def _mean(values: Sequence[float | bool]) -> float:

@@ -221,31 +221,36 @@ REPLAY_PROMPTS: tuple[str, ...] = (
     "Why do we need sleep?", "What is a library?", "How many sides does a square have?",
 )
 
-# The gate's general-ability check: questions the base model answers, with the
-# word a right answer holds. None of them is in REPLAY_PROMPTS (they would be
-# trained on) nor in the personal-facts benchmark's general set (that one
-# measures what the gate does not see).
+# The gate's general-ability check: questions the default base model answers
+# right (greedy, its chat format; chosen from 40 easy ones on 2026-12-03),
+# with the word a right answer holds. None of them is in REPLAY_PROMPTS (they
+# would be trained on) nor in the personal-facts benchmark's general set (that
+# one measures what the gate does not see).
 GENERAL_CHECKS: tuple[tuple[str, str], ...] = (
     ("How many legs does a dog have?", "4"),
     ("What is the capital of England?", "London"),
-    ("What color is milk?", "white"),
     ("How many seconds are in a minute?", "60"),
-    ("What is 10 minus 3?", "7"),
     ("What do cows drink?", "water"),
-    ("Which star is closest to the Earth?", "sun"),
     ("What is the opposite of day?", "night"),
-    ("What falls from clouds when it rains?", "water"),
-    ("What is the opposite of cold?", "hot"),
     ("What is the capital of Russia?", "Moscow"),
-    ("How many legs does a bird have?", "2"),
-    ("What color is a lemon?", "yellow"),
-    ("What is 6 plus 4?", "10"),
-    ("What animal barks?", "dog"),
-    ("What do we call a baby dog?", "puppy"),
-    ("What is the capital of Spain?", "Madrid"),
-    ("Which organ pumps blood through the body?", "heart"),
-    ("How many days are in a year?", "365"),
     ("What do bees live in?", "hive"),
+    ("What is the capital of China?", "Beijing"),
+    ("What color are most leaves in summer?", "green"),
+    ("What is the opposite of fast?", "slow"),
+    ("What is the capital of Canada?", "Ottawa"),
+    ("What is the opposite of wet?", "dry"),
+    ("What is the capital of Egypt?", "Cairo"),
+    ("What is the capital of Australia?", "Canberra"),
+    ("What is the opposite of young?", "old"),
+    ("What is the capital of Greece?", "Athens"),
+    ("What is the opposite of open?", "closed"),
+    ("What is the main language spoken in Brazil?", "Portuguese"),
+    ("What is the largest planet in the solar system?", "Jupiter"),
+    ("Who was the first person to walk on the Moon?", "Armstrong"),
+    ("What is the chemical symbol for gold?", "Au"),
+    ("What is the opposite of full?", "empty"),
+    ("What is the capital of Norway?", "Oslo"),
+    ("What is the opposite of north?", "south"),
 )
 
 

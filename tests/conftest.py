@@ -59,6 +59,9 @@ def make_agent(tmp_path: Path, lm: Any, embedder: Any) -> Iterator[Callable[...,
         namespace = {k: overrides.pop(k) for k in ("user_id", "agent_id", "session_id") if k in overrides}
         overrides.setdefault("agent", {}).setdefault("derive", "inline")
         overrides.setdefault("selfedit", FAST_SELFEDIT)
+        # Relation templates only at derivation: the model's own pairs cost ~5 s a
+        # statement; test_memorize.py runs them (and the rest of recall mode) for real.
+        overrides["consolidation"] = {"model_pairs": False, **overrides.get("consolidation", {})}
         cfg = load_config(home=home or tmp_path / "home", **overrides)
         agent = SealAgent(cfg, lm=lm, embedder=embedder, **namespace)
         made.append(agent)

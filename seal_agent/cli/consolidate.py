@@ -179,8 +179,8 @@ def _print_recall(ns: str, report: ConsolidationReport) -> None:
             table.add_row("memory-on answers before -> after",
                           f"{r['memory_on_before']} -> {r['memory_on_after']} of "
                           f"{r['memory_on_questions']}")
-        table.add_row("general answers (base -> adapter)",
-                      f"{r['general_base']} -> {r['general_after']} of {r['general_questions']}")
+        table.add_row("general answers the base gets right, kept",
+                      f"{r['general_after']}/{r['general_base']}")
         table.add_row("epochs / candidate wins", f"{r['epochs']} / {r['candidate_wins']}")
     table.add_row("uncheckable (stay buffered) / superseded",
                   f"{r.get('uncheckable', 0)} / {r.get('superseded', 0)}")

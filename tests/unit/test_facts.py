@@ -94,6 +94,15 @@ def test_model_pairs_fix_person_find_the_key_and_drop_inventions() -> None:
         ("I have run 16 marathons so far.", "16", "How many marathons have I run?"),
         ("I live in Duluth now, right by the lake.", "Duluth", "Where do I live?"),
         ("Our house number is 418.", "418", "What is my house number?"),
+        ("When I was nine I had a hamster named Pebble.", "Pebble", "What is my hamster called?"),
+        ("My cousin, Eustace, lives by the sea.", "Eustace", "What is my cousin's name?"),
+        ("My car registration expires on March 3.", "March 3", "When does my car registration expire?"),
+        ("I passed my exam on June 21.", "June 21", "When did I pass my exam?"),
+        ("I swim at Brightwater Pool every Sunday.", "Brightwater Pool", "Where do I swim?"),
+        ("We got married in Valletta.", "Valletta", "Where did we get married?"),
+        ("I wear a size 9 glove.", "9", "What size glove do I wear?"),
+        ("I'd love to become a beekeeper one day.", "beekeeper", "What would I love to become?"),
+        ("I live on the 12th floor.", "12th", "Which floor do I live on?"),
     ],
 )
 def test_relation_templates(statement: str, key: str, a_question: str) -> None:

@@ -1,0 +1,56 @@
+"""The pure rules of consolidation by behaviour: what drains, what a newer fact supersedes,
+and which facts one benchmark user can hold at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from seal_agent.eval.facts import pool
+from seal_agent.eval.facts_data import load_facts
+from seal_agent.facts import build_probes, question_key
+from seal_agent.facts_store import StoredFact
+from seal_agent.memorize import _Memory, _superseded, drained_by
+from seal_agent.prompts import GENERAL_CHECKS, REPLAY_PROMPTS
+from seal_agent.types import Interaction, InteractionKind, Message, Namespace
+
+
+def test_a_memory_drains_only_when_the_weights_say_its_checks() -> None:
+    said = {"all": [True, True], "half": [True, False], "none": [False, False], "unchecked": []}
+    assert drained_by(said, 1.0) == {"all"}
+    assert drained_by(said, 0.5) == {"all", "half"}
+    assert "unchecked" not in drained_by(said, 0.0)  # nothing to check: never drained
+
+
+def _memory(iid: str, text: str, new: bool) -> _Memory:
+    facts, _ = build_probes(text)
+    interaction = Interaction(
+        id=iid, namespace=Namespace(user_id="u"), kind=InteractionKind.DOCUMENT,
+        messages=(Message(role="user", content=text),), created_at=datetime.now(UTC))
+    return _Memory(interaction, StoredFact(iid, tuple(facts)), new=new)
+
+
+def test_the_newer_answer_to_the_same_question_supersedes_the_older() -> None:
+    old = _memory("old", "My sister Ines lives in Reykjavik.", new=False)
+    other = _memory("other", "I work as a glassblower in Tacoma.", new=False)
+    moved = _memory("moved", "My sister Ines lives in Bergen.", new=True)
+    assert _superseded([moved], [old, other]) == {"old"}
+    same = _memory("same", "My sister Ines lives in Reykjavik.", new=True)
+    assert _superseded([same], [old]) == set()  # the same answer again contradicts nothing
+
+
+def test_pool_holds_no_two_facts_asked_the_same_question() -> None:
+    for split in ("dev", "heldout"):
+        facts = pool(load_facts(split=split).facts)  # type: ignore[arg-type]
+        assert len(facts) >= 34
+        seen: set[str] = set()
+        for f in facts:
+            keys = {question_key(q) for q in [*(p.q for p in f.train), *f.check]}
+            assert not keys & seen
+            seen |= keys
+
+
+def test_the_gate_and_replay_never_see_the_benchmark_general_questions() -> None:
+    bench = {g.question for g in load_facts(split="all").general}
+    assert not bench & {q for q, _ in GENERAL_CHECKS}
+    assert not bench & set(REPLAY_PROMPTS)
+    assert not set(REPLAY_PROMPTS) & {q for q, _ in GENERAL_CHECKS}
