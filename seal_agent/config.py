@@ -201,7 +201,8 @@ class ConsolidationConfig(_Section):
     )
     recall_batch_tokens: int = Field(512, ge=64, description="recall mode: tokens per batch.")
     replay_general: int = Field(
-        16, ge=0, le=24, description="recall mode: general prompts whose base answers are replayed."
+        48, ge=0, le=88, description="recall mode: general prompts (prompts.REPLAY_PROMPTS) whose "
+        "base-model answers are replayed.",
     )
     verify_share: float = Field(
         1.0, gt=0.0, le=1.0, description="recall mode: share of a memory's check questions "

@@ -210,7 +210,7 @@ Questions the user may ask later, each with a short answer:
 # Replay: the base model's own answers to these, trained beside the user's
 # facts, keep the adapter from answering everything as if it were a user fact
 # (FINDINGS: general answers 1/5 without replay and answer-only loss, 5/5 with).
-REPLAY_PROMPTS: tuple[str, ...] = (
+_REPLAY_OPEN: tuple[str, ...] = (
     "Give me one tip for sleeping better.", "What is a verb?", "Write a short sentence about the sea.",
     "How do I boil an egg?", "Name a fruit that is red.", "What is 4 plus 4?",
     "Who wrote Romeo and Juliet?", "What is water made of?", "What is the opposite of big?",
@@ -220,6 +220,34 @@ REPLAY_PROMPTS: tuple[str, ...] = (
     "How are you today?", "Suggest a name for a goldfish.", "What is the color of coal?",
     "Why do we need sleep?", "What is a library?", "How many sides does a square have?",
 )
+_COUNTRIES = ("Peru", "Kenya", "Sweden", "Poland", "Thailand", "Mexico", "Argentina", "Turkey",
+              "India", "Cuba", "Chile", "Austria", "Belgium", "Finland", "Denmark", "Hungary",
+              "Vietnam", "Nigeria", "Morocco", "Colombia")
+_OPPOSITES = ("tall", "soft", "early", "heavy", "loud", "happy", "rich", "thick", "sweet", "clean",
+              "strong", "near", "brave", "wide", "sharp", "quiet")
+_ANIMALS = ("a horse", "an ant", "a cow", "a duck", "a snake", "a chicken", "a frog")
+_THINGS = ("a tomato", "chocolate", "a carrot", "a cherry", "the moon", "an orange", "charcoal")
+_SUMS = ((7, 2), (5, 3), (8, 1), (4, 4), (6, 3), (9, 2))
+# The quiz-like half: short factual questions of the kinds the gate asks, taken
+# in turn from each kind, none of the gate's or the benchmark's own (a unit
+# test holds this). Measured on dev, 20 facts in one adapter (general
+# questions the base gets right, kept): 18/24 with the 24 open prompts alone,
+# 20/24 with 24 quiz prompts added, 19/24 with 64 added (and 50% more time).
+_QUIZ_KINDS = (
+    tuple(f"What is the capital of {c}?" for c in _COUNTRIES),
+    tuple(f"What is the opposite of {w}?" for w in _OPPOSITES),
+    tuple(f"How many legs does {a} have?" for a in _ANIMALS),
+    tuple(f"What color is {t}?" for t in _THINGS),
+    tuple(f"What is {a} plus {b}?" for a, b in _SUMS),
+    ("What do you call a young sheep?", "What sound does a cat make?", "Where do penguins live?",
+     "What do caterpillars turn into?", "What is the tallest animal?",
+     "What is the largest animal on Earth?", "What do we call frozen rain?",
+     "What is the closest planet to the Sun?"),
+)
+_QUIZ = tuple(q for i in range(max(map(len, _QUIZ_KINDS))) for kind in _QUIZ_KINDS
+              for q in kind[i : i + 1])
+REPLAY_PROMPTS: tuple[str, ...] = (*_REPLAY_OPEN, *_QUIZ)
+
 
 # The gate's general-ability check: questions the default base model answers
 # right (greedy, its chat format; chosen from 40 easy ones on 2026-12-03),

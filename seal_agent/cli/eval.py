@@ -44,7 +44,10 @@ def facts(
     ] = "one,users,sequential",
     n_facts: Annotated[int, typer.Option("--facts", min=1, help="Facts told in the 'one' scenario.")] = 20,
     batches: Annotated[int, typer.Option("--batches", min=1, help="Consolidations in 'sequential'.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Facts per batch in 'sequential'.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Facts per batch in 'sequential'.")] = 2,
+    max_users: Annotated[
+        int | None, typer.Option("--max-users", min=1, help="Only the split's first N users in 'users'.")
+    ] = None,
     output: OutOpt = Path("eval-results"),
     plot: PlotOpt = False,
     home: Annotated[
@@ -59,7 +62,8 @@ def facts(
     quiet_libraries()
     path = run_facts(
         _config(config), split=split, scenarios=[x.strip() for x in scenarios.split(",") if x.strip()],
-        n_facts=n_facts, batches=batches, batch_size=batch_size, output=output, plot=plot,
+        n_facts=n_facts, batches=batches, batch_size=batch_size, max_users=max_users,
+        output=output, plot=plot,
         home=home, log=lambda line: console.print(line, highlight=False),
     )
     console.print(path.with_suffix(".md").read_text(), highlight=False)

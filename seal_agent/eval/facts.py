@@ -159,8 +159,9 @@ def _one(run: _Run, data: FactsDataset, facts: Sequence[Fact], log: Callable[[st
     }
 
 
-def _users(run: _Run, data: FactsDataset, log: Callable[[str], None]) -> dict[str, Any]:
-    users = sorted({f.user_id for f in data.facts})
+def _users(run: _Run, data: FactsDataset, log: Callable[[str], None],
+           max_users: int | None = None) -> dict[str, Any]:
+    users = sorted({f.user_id for f in data.facts})[:max_users]
     per_user, weights_rows = [], []
     for user in users:
         facts = [f for f in data.facts if f.user_id == user]
@@ -173,13 +174,15 @@ def _users(run: _Run, data: FactsDataset, log: Callable[[str], None]) -> dict[st
         log(f"users: {user} {consolidation['status']}, weights recall "
             f"{per_user[-1]['weights_recall']:.0%}")
     leaks = []
+    told = {f.answer for f in data.facts if f.user_id in users}
     for user in users:
-        mine = [d for d in data.distractors if d.user_id == user]
+        mine = [d for d in data.distractors if d.user_id == user
+                and any(x in told for x in d.forbidden)]
         if not mine:
             continue
         answers = run.ask(user, [d.question for d in mine], retrieval=True)
         for d, a in zip(mine, answers, strict=True):
-            leaked = [x for x in d.forbidden if said(a, x)]
+            leaked = [x for x in d.forbidden if x in told and said(a, x)]
             leaks.append({"user": user, "question": d.question, "answer": a, "leaked": leaked,
                           "leak": float(bool(leaked))})
     return {"users": per_user, "weights_recall": _share(weights_rows),
@@ -219,7 +222,8 @@ def run_facts(
     scenarios: Sequence[str] = SCENARIOS,
     n_facts: int = 20,
     batches: int = 10,
-    batch_size: int = 3,
+    batch_size: int = 2,
+    max_users: int | None = None,
     output: Path = Path("eval-results"),
     plot: bool = False,
     home: Path | None = None,
@@ -243,7 +247,7 @@ def run_facts(
                 if name == "one":
                     result = _one(run, data, facts[:n_facts], log)
                 elif name == "users":
-                    result = _users(run, data, log)
+                    result = _users(run, data, log, max_users)
                 else:
                     result = _sequential(run, facts[: batches * batch_size], batches, log)
             finally:
