@@ -139,6 +139,7 @@ class Memorizer:
         self._replay: list[TrainExample] | None = None
         self._general_base: list[str] | None = None
         self.timings: dict[str, float] = {}  # seconds per stage of the current run
+        self.general_lost: list[str] = []  # general questions the last checked state got wrong
         self._stage: str | None = None
         self._t = 0.0
 
@@ -386,9 +387,10 @@ class Memorizer:
         leaked = sorted({k for k in keys for (q, _), a, b in zip(GENERAL_CHECKS, new, base, strict=True)
                          if said(a, k) and not said(b, k) and not said(q, k)})
         base_right = [said(b, gold) for b, (_, gold) in zip(base, GENERAL_CHECKS, strict=True)]
-        kept = sum(r and said(a, gold)
-                   for r, a, (_, gold) in zip(base_right, new, GENERAL_CHECKS, strict=True))
-        return sum(base_right), kept, leaked
+        lost = [q for r, a, (q, gold) in zip(base_right, new, GENERAL_CHECKS, strict=True)
+                if r and not said(a, gold)]
+        self.general_lost = lost
+        return sum(base_right), sum(base_right) - len(lost), leaked
 
     def _memory_on(self, ns: Namespace, memories: Sequence[_Memory],
                    drained: set[str] | None) -> list[bool] | None:
@@ -437,7 +439,7 @@ class Memorizer:
         self.cons.trainer.reset(final.state)
         on_after = self._memory_on(o.ns, memories, drained=verified)
         o.fill(memories, new, before, final, verified, choice, trained,
-               (base_right, new_right, leaked), on_before, on_after)
+               (base_right, new_right, leaked), on_before, on_after, self.general_lost)
         reason = None
         if not verified:
             reason = "the new weights say none of the memories' check questions"
@@ -587,7 +589,7 @@ class _Outcome:
              before: dict[str, list[bool]], final: _Trained, verified: set[str],
              choice: dict[str, int], trained: Sequence[_Trained],
              general: tuple[int, int, list[str]], on_before: list[bool] | None,
-             on_after: list[bool] | None) -> None:
+             on_after: list[bool] | None, general_lost: Sequence[str] = ()) -> None:
         self.said_after = final.said
         self.verified = verified
         self.new_ids = {m.id for m in new}
@@ -610,6 +612,7 @@ class _Outcome:
             "general_base": general[0],  # of general_questions, right by the base
             "general_after": general[1],  # of those, still right with the new weights
             "general_questions": len(GENERAL_CHECKS),
+            "general_lost": list(general_lost),
             "leaked": general[2],
             "memory_on_before": None if on_before is None else sum(on_before),
             "memory_on_after": None if on_after is None else sum(on_after),
