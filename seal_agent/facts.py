@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from seal_agent.text import content_words, is_degenerate, normalize, unsupported_terms
 
@@ -286,7 +286,6 @@ class _Relation:
     pattern: re.Pattern[str]
     questions: Sequence[str]  # formatted with the match's groups
     key_group: str = "key"
-    needs: dict[str, str] = field(default_factory=dict)
 
 
 def _rel(pattern: str, *questions: str) -> _Relation:
@@ -294,10 +293,16 @@ def _rel(pattern: str, *questions: str) -> _Relation:
 
 
 # Order matters: the first relation that matches a clause names its key.
+_NAME_QS = ("What is my name?", "What am I called?", "Who am I?", "Do you remember my name?",
+            "What name do I go by?")
+_JOB_QS = ("What is my job?", "What do I do for a living?", "What do I work as?",
+           "What is my profession?", "What is my occupation?")
+_FAMILY = (r"(?P<rel>brother|sister|mother|father|mom|mum|dad|wife|husband|partner|son|daughter|"
+           r"friend|cousin|aunt|uncle|grandmother|grandfather|boss)")
+
 _RELATIONS: tuple[_Relation, ...] = (
     _rel(r"\bmy name is " + _SPAN + _END,
-         "What is my name?", "What am I called?", "Who am I?", "Do you remember my name?",
-         "What name do I go by?"),
+         *_NAME_QS),
     _rel(r"\b(?:my|our) (?P<rel>[a-z' ]{2,30}?) (?:is|are) (?:called|named) " + _SPAN + _END,
          "What is my {rel} called?", "What is the name of my {rel}?", "What did I name my {rel}?",
          "What's my {rel}'s name?", "Do you remember what my {rel} is called?"),
@@ -305,29 +310,24 @@ _RELATIONS: tuple[_Relation, ...] = (
          + _SPAN + _END,
          "What is my {rel} called?", "What is the name of my {rel}?", "What did I name my {rel}?",
          "What's my {rel}'s name?", "What is my pet called?"),
-    _rel(r"\bmy (?P<rel>brother|sister|mother|father|mom|mum|dad|wife|husband|partner|son|"
-         r"daughter|friend|cousin|aunt|uncle|grandmother|grandfather|boss)(?: (?P<who>(?-i:[A-Z][a-z]+)))? "
+    _rel(r"\bmy " + _FAMILY + r"(?: (?P<who>(?-i:[A-Z][a-z]+)))? "
          r"(?:lives|is living|moved) (?:in|to) " + _SPAN + _END,
          "Where does my {rel} live?", "Which city does my {rel} live in?",
          "In which place does my {rel} live?", "Where is my {rel}'s home?",
          "Where did my {rel} settle?"),
-    _rel(r"\bmy (?P<rel>brother|sister|mother|father|mom|mum|dad|wife|husband|partner|son|"
-         r"daughter|friend|cousin|aunt|uncle|grandmother|grandfather|boss)(?: (?P<who>(?-i:[A-Z][a-z]+)))? "
+    _rel(r"\bmy " + _FAMILY + r"(?: (?P<who>(?-i:[A-Z][a-z]+)))? "
          r"(?:works as|is) (?:a|an) " + _SPAN + _END,
          "What does my {rel} do for a living?", "What is my {rel}'s job?",
          "What does my {rel} work as?", "What is my {rel}'s profession?",
          "What job does my {rel} have?"),
-    _rel(r"\bmy (?P<rel>brother|sister|mother|father|mom|mum|dad|wife|husband|partner|son|"
-         r"daughter|friend|cousin|aunt|uncle|grandmother|grandfather|boss)(?:'s name)? is (?:called )?"
+    _rel(r"\bmy " + _FAMILY + r"(?:'s name)? is (?:called )?"
          r"(?P<key>(?-i:[A-Z][a-z]+))" + _END,
          "What is my {rel}'s name?", "What is my {rel} called?", "Who is my {rel}?",
          "What's the name of my {rel}?", "Do you know my {rel}'s name?"),
     _rel(r"\bI (?:work as|am working as|'m working as) (?:a|an) " + _SPAN + _END,
-         "What is my job?", "What do I do for a living?", "What do I work as?",
-         "What is my profession?", "What is my occupation?"),
+         *_JOB_QS),
     _rel(r"\bI(?: am|'m) (?:a|an) (?P<key>[a-z]+(?: [a-z]+)?)" + _END,
-         "What is my job?", "What do I do for a living?", "What do I work as?",
-         "What is my profession?", "What is my occupation?"),
+         *_JOB_QS),
     _rel(r"\bI(?: am|'m) allergic to " + _SPAN + _END,
          "What am I allergic to?", "What is my allergy?", "What should I avoid because of my allergy?",
          "Which food am I allergic to?", "Do I have any allergies?"),
@@ -404,8 +404,7 @@ _RELATIONS: tuple[_Relation, ...] = (
          "What do I love?", "What do I enjoy?", "What do I like?",
          "What is something I love?", "What did I say I like?"),
     _rel(r"\bI(?:'m| am) (?P<key>(?-i:[A-Z][a-z]+))" + _END,
-         "What is my name?", "What am I called?", "Who am I?", "Do you remember my name?",
-         "What name do I go by?"),
+         *_NAME_QS),
 )
 _CLAUSE_RE = re.compile(r"(?<=[.!?;])\s+|,\s+(?=(?:and|so|but)\b)|\s+and\s+(?=(?:I|my)\b)", re.IGNORECASE)
 

@@ -11,8 +11,7 @@ forgotten (``ON DELETE CASCADE``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -89,16 +88,11 @@ class FactStore:
 
     def load(self, interaction_ids: Iterable[str]) -> dict[str, StoredFact]:
         """The probes of these interactions (those that have any), retired ones left out."""
-        ids = list(interaction_ids)
         out: dict[str, StoredFact] = {}
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            rows = self.journal.execute(
-                f"SELECT interaction_id, fact_key, role, question, answer, origin FROM fact_probes "
-                f"WHERE interaction_id IN ({marks}) AND retired = 0 ORDER BY rowid",
-                part,
-            )
+        for rows in self._in(
+            "SELECT interaction_id, fact_key, role, question, answer, origin FROM fact_probes "
+            "WHERE interaction_id IN ({}) AND retired = 0 ORDER BY rowid", interaction_ids,
+        ):
             grouped: dict[str, dict[str, dict[str, list[FactPair]]]] = {}
             for r in rows:
                 keys = grouped.setdefault(r["interaction_id"], {})
@@ -141,16 +135,17 @@ class FactStore:
         return {r["interaction_id"]: _record(r) for r in rows}
 
     def state_of(self, interaction_ids: Iterable[str]) -> dict[str, RecallRecord]:
-        ids = list(interaction_ids)
-        out: dict[str, RecallRecord] = {}
+        return {r["interaction_id"]: _record(r)
+                for rows in self._in("SELECT * FROM weights_recall WHERE interaction_id IN ({})",
+                                     interaction_ids)
+                for r in rows}
+
+    def _in(self, sql: str, ids: Iterable[str]) -> Iterator[list[Any]]:
+        """``sql`` with its ``IN ({})`` filled, once per 500 ids (SQLite's variable limit)."""
+        ids = list(ids)
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for r in self.journal.execute(
-                f"SELECT * FROM weights_recall WHERE interaction_id IN ({marks})", part
-            ):
-                out[r["interaction_id"]] = _record(r)
-        return out
+            yield self.journal.execute(sql.format(",".join("?" * len(part))), part)
 
     def summary(self, user_id: str | None = None, agent_id: str | None = None) -> dict[str, Any]:
         """Counts per state and the share of check questions said, for ``status``."""
@@ -180,6 +175,3 @@ def _record(r: Any) -> RecallRecord:
         said=int(r["said"]), version_id=r["version_id"], checked_at=r["checked_at"],
     )
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
