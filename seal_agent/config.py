@@ -202,8 +202,14 @@ class ConsolidationConfig(_Section):
     recall_batch_tokens: int = Field(512, ge=64, description="recall mode: tokens per batch.")
     replay_general: int = Field(
         48, ge=0, le=88, description="recall mode: general prompts (prompts.REPLAY_PROMPTS) whose "
-        "base-model answers are replayed.",
+        "base-model answers are replayed (the pool).",
     )
+    replay_ratio: float = Field(
+        3.0, ge=0.0, le=100.0, description="recall mode: replay examples per epoch for each "
+        "example of the memories; each epoch takes the next ones from the pool, so a small "
+        "batch pays for little replay.",
+    )
+    replay_min: int = Field(8, ge=0, description="recall mode: replay examples per epoch at least.")
     verify_share: float = Field(
         1.0, gt=0.0, le=1.0, description="recall mode: share of a memory's check questions "
         "that must be said before it leaves retrieval.",

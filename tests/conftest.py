@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_CACHE = REPO / ".cache" / "models"
 
 os.environ.setdefault("SEAL_AGENT_MODEL__CACHE_DIR", str(MODEL_CACHE))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one torch thread each (set before
+    # torch loads; subprocesses the tests start inherit it).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # prove nothing reaches for a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

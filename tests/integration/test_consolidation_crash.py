@@ -16,8 +16,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = {"mode": "loglik", "k": 2, "inner_epochs": 2, "update_epochs": 2, "inner_lr": 1e-3, "update_lr": 1e-3,
-        "min_recall_gain": -1e9}
+# The default (recall) mode, seeded; relation templates only, so each process writes the
+# same pairs quickly.
+FAST = {"model_pairs": False}
 
 # The child consolidates and stops dead (SIGSTOP-free: it sleeps) at the named
 # stage so that the test can kill it exactly there.
@@ -54,24 +55,21 @@ def test_killed_consolidation_keeps_the_previous_adapter(tmp_path: Path, make_ag
     agent.remember("My dog is a beagle called Biscuit.", user_id="kim",
                    probes=[("What is my dog called?", "Biscuit")])
     first = agent.consolidate(user_id="kim")
-    if first.status != "promoted":
-        pytest.skip(f"first run did not promote ({first.reason})")
+    assert first.status == "promoted", first.reason
     agent.remember("I work as a glassblower in Tacoma.", user_id="kim",
                    probes=[("What is my job?", "glassblower")])
     agent.close()
     db = home / "journal.sqlite3"
     assert _active(db) == 1
 
-    for stop_at in ("train", "update", "staged"):
+    for stop_at in ("train", "gate", "staged"):
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(home), stop_at, json.dumps(FAST)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
         )
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
-        if line.startswith("finished"):  # no winner, so no update/staging to stop at
-            pytest.skip(f"the run ended before {stop_at}: {line}")
-        assert line == f"at {stop_at}"
+        assert line == f"at {stop_at}"  # every stage is reached: the fact is trained and said
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         with sqlite3.connect(db) as con:
@@ -82,6 +80,12 @@ def test_killed_consolidation_keeps_the_previous_adapter(tmp_path: Path, make_ag
             ).fetchone()[0]
         assert consolidated == 0, stop_at
         assert _active(db) == 1, stop_at
+        with sqlite3.connect(db) as con:  # nor did any record of what the new weights say
+            said = con.execute(
+                "SELECT COUNT(*) FROM weights_recall w JOIN interactions i ON i.id = w.interaction_id "
+                "WHERE i.messages LIKE '%glassblower%'"
+            ).fetchone()[0]
+        assert said == 0, stop_at
         if stop_at == "staged":  # the new version's folder exists, but is not active
             assert (home / "adapters" / "kim" / "default" / "memory" / "v0002").is_dir()
 
@@ -96,6 +100,6 @@ def test_killed_consolidation_keeps_the_previous_adapter(tmp_path: Path, make_ag
         statuses = [r[0] for r in con.execute("SELECT status FROM consolidation_runs ORDER BY rowid")]
     assert statuses[0] == "promoted"
     assert statuses[1:4] == ["abandoned"] * 3
-    if "promoted" in done.stdout:
-        assert _active(db) == 2
-        assert not any(p.name.startswith(".tmp") for p in (home / "adapters" / "kim" / "default" / "memory").iterdir())
+    assert "finished promoted" in done.stdout, done.stdout
+    assert _active(db) == 2
+    assert not any(p.name.startswith(".tmp") for p in (home / "adapters" / "kim" / "default" / "memory").iterdir())

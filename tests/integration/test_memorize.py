@@ -1,4 +1,6 @@
-"""Consolidation by behaviour (the default, memorize.py), with the real model:
+"""The README's first command, `make demo` (examples/quickstart.py), end to end on the
+embedded defaults, each phase in its own process; then consolidation by behaviour
+(the default, memorize.py) checked and built on in the memory home it left:
 the weights must *say* what they were taught, to questions never trained on,
 and no memory the user could get back before may be lost.
 
@@ -9,6 +11,14 @@ nothing here skips when training does not take.
 from __future__ import annotations
 
 import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,15 +29,10 @@ from seal_agent.facts import said
 from seal_agent.facts_store import FactStore, RecallState
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
-FACTS = [
-    "Hi! I'm Maya. Last month I adopted a beagle called Biscuit.",
-    "I work as a glassblower in Tacoma.",
-    "I'm allergic to peanuts, so never suggest satay to me.",
-    "My favourite instrument is the bassoon.",
-    "My sister Ines lives in Reykjavik.",
-]
-# Asked in words that no train question uses (the templates never say these).
+# The demo tells five facts (examples/quickstart.py); here they are asked in words that no
+# train question uses (the templates never say these).
 UNSEEN = [
     ("Could you remind me what my beagle's name is?", "Biscuit"),
     ("What kind of work do I do?", "glassblower"),
@@ -37,33 +42,99 @@ UNSEEN = [
 ]
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    home: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture(scope="module")
-def taught(tmp_path_factory, lm, embedder):
-    """One consolidation of the five facts, shared by the tests below (it costs ~2 min)."""
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """`make demo` (examples/quickstart.py) run once, in its own processes, on a fresh home:
+    the first test checks what it prints, the others the consolidation it ran (the
+    module stays on one pytest-xdist worker: `make test` uses ``--dist loadfile``)."""
+    home = tmp_path_factory.mktemp("quickstart") / "home"
+    done = subprocess.run(
+        [sys.executable, "examples/quickstart.py", "--home", str(home)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    return DemoRun(home, done.returncode, done.stdout, done.stderr)
+
+
+def test_quickstart_runs_end_to_end(quickstart: DemoRun) -> None:
+    done, home = quickstart, quickstart.home
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "Phase 1" in out and "Phase 2: a new process" in out
+    score = re.search(r"memory on (\d)/5, memory off (\d)/5", out)
+    assert score, out[-2000:]
+    on, off = int(score.group(1)), int(score.group(2))
+    assert on >= off
+
+    # the retrieved memories printed in phase 2 are the user's own facts
+    retrieved = re.findall(r"retrieved \d\.\d\d \((\w+)\): (.+)", out)
+    assert len(retrieved) >= 3, out[-2000:]
+    told = {"biscuit", "glassblower", "peanuts", "bassoon", "reykjavik"}
+    assert len({w for _, text in retrieved for w in told if w in text.lower()}) >= 3
+
+    # phase 3: consolidation ran in a third process and reported honestly
+    assert "Phase 3: consolidation" in out
+    assert re.search(r"run run_\w+: (promoted|gate_rejected|nothing_to_promote)", out), out[-3000:]
+    learned = re.search(r"facts answered from the weights alone: (\d)/5", out)
+    assert learned, out[-2000:]
+    assert int(learned.group(1)) >= 3, out[-3000:]  # the weights say what they were taught
+    assert re.search(r"buffered memories: \d+ before, \d+ after", out)
+    on = re.search(r"memory on \(weights \+ what stays retrievable\): (\d)/5 before consolidation, "
+                   r"(\d)/5 after", out)
+    assert on and int(on.group(2)) >= int(on.group(1)), out[-3000:]  # nothing lost
+
+    with sqlite3.connect(home / "journal.sqlite3") as con:
+        # 5 facts + 5 questions x (memory on, memory off), all durable; phase 3 asks
+        # through SealAgent.answers, which logs nothing
+        assert con.execute("SELECT COUNT(*) FROM interactions").fetchone()[0] == 15
+        runs = con.execute("SELECT status FROM consolidation_runs").fetchall()
+        assert len(runs) == 1 and runs[0][0] in ("promoted", "rejected")
+        if runs[0][0] == "promoted":
+            assert con.execute("SELECT COUNT(*) FROM active_adapters").fetchone()[0] == 1
+        done_rows = con.execute(
+            "SELECT COUNT(*) FROM interactions WHERE session_id = 'monday' AND derive_status = 'done'"
+        ).fetchone()[0]
+        assert done_rows == 5
+
+
+@dataclass(frozen=True)
+class Run:
+    """The demo's consolidation, as its journal recorded it."""
+
+    status: str
+    recall: dict[str, Any]
+    version_id: str | None
+
+
+@pytest.fixture(scope="module")
+def taught(quickstart, lm, embedder):
+    """The memory home `make demo` left: five facts told, then consolidated in its own process
+    with the default settings."""
     from seal_agent.agent import SealAgent
     from seal_agent.config import load_config
 
-    home = tmp_path_factory.mktemp("memorize")
-    config = load_config(home=home, agent={"derive": "inline"},
-                         selfedit={"samples_per_format": 0, "probes_per_interaction": 0},
-                         consolidation={"recall_k": 1})
+    assert quickstart.returncode == 0, quickstart.stdout[-3000:] + quickstart.stderr[-3000:]
+    config = load_config(home=quickstart.home, agent={"derive": "inline"})
     agent = SealAgent(config, lm=lm, embedder=embedder, user_id="maya")
-    for fact in FACTS:
-        agent.remember(fact)
-    agent.remember("Honestly, the weather has been strange lately.")  # nothing to check
-    questions = [q for q, _ in UNSEEN]
-    before = {
-        "memory_on": agent.answers(questions, retrieval=True),
-        "general": agent.answers(["How many legs does a spider have?"], retrieval=False),
-    }
-    report = agent.consolidate()
-    yield agent, report, before
+    rows = agent.journal.execute("SELECT status, metrics FROM consolidation_runs")
+    assert len(rows) == 1
+    active = agent.adapters.active("maya", "default")
+    yield agent, Run(rows[0]["status"], json.loads(rows[0]["metrics"]),
+                     active.id if active else None)
     agent.close()
 
 
 def test_the_weights_say_what_they_were_taught(taught):
-    agent, report, _ = taught
-    assert report.status == "promoted", report.reason
+    agent, report = taught
+    assert report.status == "promoted", report.recall.get("reason")
     answers = agent.answers([q for q, _ in UNSEEN], retrieval=False)
     hits = [said(a, key) for a, (_, key) in zip(answers, UNSEEN, strict=True)]
     assert sum(hits) >= 3, list(zip(answers, hits, strict=True))
@@ -78,13 +149,13 @@ GENERAL = [("How many legs does a spider have?", "8"), ("What is the capital of 
 
 
 def test_memory_on_answers_did_not_fall_and_the_gate_held(taught):
-    agent, report, before = taught
-    questions = [q for q, _ in UNSEEN]
-    after = agent.answers(questions, retrieval=True)
-    right_before = sum(said(a, k) for a, (_, k) in zip(before["memory_on"], UNSEEN, strict=True))
-    right_after = sum(said(a, k) for a, (_, k) in zip(after, UNSEEN, strict=True))
-    assert right_after >= right_before
+    agent, report = taught
+    # memory on, asked in words no probe used: every fact is answered, from the weights or
+    # from what stayed retrievable (the demo itself compares before and after)
+    after = agent.answers([q for q, _ in UNSEEN], retrieval=True)
+    assert sum(said(a, k) for a, (_, k) in zip(after, UNSEEN, strict=True)) >= 3, after
     r = report.recall
+    assert r["memory_on_after"] >= r["memory_on_before"]
     assert r["general_after"] >= int(agent.config.consolidation.min_general_share * r["general_base"])
     assert not r["leaked"]
 
@@ -93,7 +164,7 @@ def test_memory_on_answers_did_not_fall_and_the_gate_held(taught):
     "known gap (issue 9): on general questions the gate never saw, the adapter kept 2 of the 5 "
     "the base answers right (2026-12-03); the target is 90%. Strict: this turns red once fixed."))
 def test_general_questions_the_gate_never_saw_stay_answered(taught):
-    agent, _, _ = taught
+    agent, _ = taught
     # most of what the base gets right stays right, and no user fact enters an answer
     qs = [q for q, _ in GENERAL]
     base = agent.answers(qs, retrieval=False, weights=False)
@@ -105,7 +176,7 @@ def test_general_questions_the_gate_never_saw_stay_answered(taught):
 
 
 def test_only_verified_memories_leave_retrieval_and_none_is_lost(taught):
-    agent, report, _ = taught
+    agent, report = taught
     facts = FactStore(agent.journal)
     states = facts.states("maya", "default")
     for interaction in [agent.journal.get_interaction(i) for i in states]:
@@ -119,15 +190,10 @@ def test_only_verified_memories_leave_retrieval_and_none_is_lost(taught):
             assert statuses == {MemoryStatus.BUFFERED}  # still retrievable
     said_ones = [r for r in states.values() if r.state is RecallState.SAID]
     assert len(said_ones) == report.recall["verified_new"] >= 3
-    # the opinion had nothing to check: marked, never trained, still retrievable
-    uncheckable = [r for r in states.values() if r.state is RecallState.UNCHECKABLE]
-    assert len(uncheckable) == 1
-    hits = agent.recall("what's the weather been like", top_k=3)
-    assert any("weather" in h.text for h in hits)
 
 
 def test_status_adapters_show_and_memories_list_say_what_the_weights_hold(taught):
-    agent, report, _ = taught
+    agent, report = taught
     home = ["--home", str(agent.config.home)]
     cli = CliRunner()
     out = cli.invoke(app, ["status", *home])
@@ -136,7 +202,7 @@ def test_status_adapters_show_and_memories_list_say_what_the_weights_hold(taught
     recall = report.recall
     assert f"{recall['weights_said_after']}/{recall['check_questions']}" in said_line
     out = cli.invoke(app, ["memories", "list", "--user", "maya", *home])
-    assert out.exit_code == 0 and "said 2/2" in out.output and "uncheckable" in out.output
+    assert out.exit_code == 0 and "said 2/2" in out.output
     out = cli.invoke(app, ["adapters", "show", report.version_id, *home])
     assert out.exit_code == 0, out.output
     assert f"memories said from these weights: {recall['verified_new']}/" in out.output
@@ -145,12 +211,20 @@ def test_status_adapters_show_and_memories_list_say_what_the_weights_hold(taught
 
 
 def test_a_second_consolidation_keeps_the_first_and_a_contradiction_wins(taught):
-    agent, first, _ = taught
+    agent, _ = taught
     agent.remember("My sister Ines lives in Bergen.")  # moved: the newer city wins
     agent.remember("My brother Tomas works as a pilot.")
+    agent.remember("Honestly, the weather has been strange lately.")  # nothing to check
     report = agent.consolidate()
     assert report.status == "promoted", report.reason
     assert report.recall["superseded"] == 1
+    # the remark had nothing to check: marked, never trained, still retrievable
+    states = FactStore(agent.journal).states("maya", "default")
+    assert sum(r.state is RecallState.UNCHECKABLE for r in states.values()) == 1
+    assert any("weather" in h.text for h in agent.recall("what's the weather been like", top_k=3))
+    out = CliRunner().invoke(app, ["memories", "list", "--user", "maya",
+                                   "--home", str(agent.config.home)])
+    assert out.exit_code == 0 and "uncheckable" in out.output
     answers = agent.answers(["Where does my sister live?", "What does my brother do for a living?",
                              "What is my job?"], retrieval=True)
     assert said(answers[0], "Bergen") and not said(answers[0], "Reykjavik"), answers[0]

@@ -14,6 +14,9 @@ from seal_agent import SealAgent, load_config
 FAST = {
     "agent": {"derive": "off", "max_new_tokens": 24},
     "selfedit": {"max_new_tokens": 48, "probes_per_interaction": 1},
+    # relation templates only: the model's own question/answer pairs cost seconds a
+    # statement and are the core tests' business (tests/integration/test_memorize.py)
+    "consolidation": {"model_pairs": False},
 }
 
 
