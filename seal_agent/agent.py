@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from seal_agent.buffer import Buffer
     from seal_agent.consolidation import ConsolidationReport
     from seal_agent.models.base import Embedder, LanguageModel
+    from seal_agent.models.transformers_lm import TransformersLM
     from seal_agent.selfedit import SelfEditWriter
     from seal_agent.worker import DeriveWorker
 
@@ -357,7 +358,7 @@ class SealAgent:
             seconds=round(time.perf_counter() - turn.started, 3),
         )
 
-    def _stream_turn(self, turn: _Turn, stream: ChatStream) -> Iterator[str]:
+    def _stream_turn(self, turn: _Turn, stream: ChatStream) -> Generator[str, None, None]:
         self._open_turn(turn)
         trimmer = StreamTrimmer(turn.params.stop)
         decode = getattr(self.lm, "stream_chat", None)
@@ -650,8 +651,8 @@ class SealAgent:
         self.flush()  # derive what is pending first
         consolidator = self.__dict__.get("_consolidator")
         if consolidator is None:
-            consolidator = Consolidator(
-                self.config, self.journal, policy=self.lm, store=self.adapters,
+            consolidator = Consolidator(  # training needs the transformers backend's model
+                self.config, self.journal, policy=cast("TransformersLM", self.lm), store=self.adapters,
                 buffer=self.buffer,
             )
             self.__dict__["_consolidator"] = consolidator

@@ -209,7 +209,7 @@ class LoraTrainer:
         self.tokenizer = tokenizer
         self._config = LoraConfig(
             r=self.lora.r,
-            lora_alpha=self.lora.alpha,
+            lora_alpha=self.lora.alpha,  # type: ignore[arg-type]  # peft annotates int, takes float
             lora_dropout=self.lora.dropout,
             target_modules=list(self.lora.target_modules),
             bias="none",
@@ -240,7 +240,7 @@ class LoraTrainer:
             raise ConfigError(f"packed training needs sdpa or eager attention, the model uses {impl!r}")
         self._bool_mask = impl == "sdpa"  # eager adds the mask to the scores: it must be float
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._hidden = int(base.config.hidden_size)
+        self._hidden = int(getattr(base.config, "hidden_size"))  # noqa: B009  # untyped config
 
     # -- the adapter -----------------------------------------------------------------
     @property
@@ -403,8 +403,8 @@ class LoraTrainer:
         per_epoch = []
         for e in range(settings.epochs):
             chunk = slice(e * n_batches, (e + 1) * n_batches)
-            weights = targets_per_step[chunk]
-            per_epoch.append(sum(x * w for x, w in zip(per_step[chunk], weights, strict=True)) / sum(weights))
+            counts = targets_per_step[chunk]
+            per_epoch.append(sum(x * w for x, w in zip(per_step[chunk], counts, strict=True)) / sum(counts))
         return TrainStats(
             tokens=rows.tokens * settings.epochs,
             padded_tokens=n_rows * row_len * settings.epochs,
@@ -492,7 +492,7 @@ class LoraTrainer:
         """Swap PEFT's LoRA forward for the fused one on every plain LoRA linear, or back."""
         for layer in self._lora_layers:
             if on:
-                layer.forward = types.MethodType(_fused_lora_forward, layer)
+                layer.forward = types.MethodType(_fused_lora_forward, layer)  # type: ignore[method-assign]
             else:
                 layer.__dict__.pop("forward", None)  # the class's forward again
 
@@ -610,9 +610,9 @@ class _Rows:
         return cls(ids, pos, seg, targets, sum(len(s) for s in seqs), tw)
 
     def select(self, rows: Any) -> _Rows:
-        pick = [t.index_select(0, rows) for t in (self.ids, self.pos, self.seg, self.targets)]
+        ids, pos, seg, targets = (t.index_select(0, rows) for t in (self.ids, self.pos, self.seg, self.targets))
         weights = None if self.weights is None else self.weights.index_select(0, rows)
-        return _Rows(*pick, tokens=0, weights=weights)
+        return _Rows(ids, pos, seg, targets, tokens=0, weights=weights)
 
 
 # -- the LoRA layers while training ---------------------------------------------------------

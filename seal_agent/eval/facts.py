@@ -197,7 +197,7 @@ def _sequential(run: _Run, facts: Sequence[Fact], batches: int,
     groups = [list(facts[i * size : (i + 1) * size]) for i in range(batches)]
     groups = [g for g in groups if g]
     matrix: list[list[float]] = []
-    steps = []
+    steps: list[dict[str, Any]] = []
     for i, group in enumerate(groups):
         run.tell(user, group)
         consolidation = run.consolidate(user)

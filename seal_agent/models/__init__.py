@@ -89,12 +89,12 @@ def _resolve(table: dict[str, str], kind: str, name: str) -> Any:
 
 def build_language_model(config: SealAgentConfig) -> LanguageModel:
     cls = _resolve(_LANGUAGE_MODELS, "language-model", config.model.backend)
-    return cls.from_config(config)  # type: ignore[no-any-return]
+    return cls.from_config(config)
 
 
 def build_embedder(config: SealAgentConfig) -> Embedder:
     cls = _resolve(_EMBEDDERS, "embedder", config.embedder.backend)
-    return cls.from_config(config)  # type: ignore[no-any-return]
+    return cls.from_config(config)
 
 
 register_language_model("transformers", "seal_agent.models.transformers_lm:TransformersLM")

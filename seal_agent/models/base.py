@@ -68,6 +68,10 @@ class LanguageModel(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def format_chat(self, messages: Sequence[Message]) -> str:
+        """The prompt text these messages become under the model's chat template."""
+        ...
+
     def chat(
         self,
         messages: Sequence[Message],

@@ -197,7 +197,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
             raise ModelLoadError(f"could not read GGUF file {gguf}: {exc}") from exc
         # save_pretrained refuses a model that still carries its quantizer;
         # the weights are already dequantised fp32 at this point.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared cache must be readable

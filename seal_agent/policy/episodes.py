@@ -137,8 +137,9 @@ def _locomo(data: Path | None, n: int, seed: int) -> EpisodeSet:
         for q, mq in zip(scored, conv.questions, strict=True):
             ids = {e.strip() for ev in q.get("evidence", []) for e in ev.split(";") if e.strip()}
             sessions = {turn_session.get(i) for i in ids}
-            if len(sessions) == 1 and None not in sessions:
-                by_session[sessions.pop()].append((mq.question, mq.answer))  # type: ignore[arg-type]
+            only = sessions.pop() if len(sessions) == 1 else None
+            if only is not None:
+                by_session[only].append((mq.question, mq.answer))
         for s, session in enumerate(conv.sessions):
             if s not in by_session:
                 skipped += 1

@@ -361,7 +361,8 @@ class PolicyTrainer:
         cand_state = self.policy_trainer.load(log.folder / f"round-{r:02d}" / "candidate")
 
         # 3. select: the current and the updated policy on the same held-apart contexts
-        means, usable_select = {}, {}
+        means: dict[str, float] = {}
+        usable_select: dict[str, int] = {}
         for which, label, state in (("current", current["label"], cur_state),
                                     ("candidate", cand_label, cand_state)):
             per_context = []

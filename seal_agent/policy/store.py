@@ -14,6 +14,7 @@ there. A per-namespace policy uses the namespace's own (user, agent) pair.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +57,7 @@ class PolicyStore:
 
     def resolve(
         self, version: int | str | None, scope: Scope = DEPLOYMENT
-    ) -> tuple[AdapterVersion, list[str]]:
+    ) -> tuple[AdapterVersion, builtins.list[str]]:  # `list` here is the method above
         """The version to sample with, verified, and any warnings.
 
         ``None``: the active policy; if its files fail their checksums the

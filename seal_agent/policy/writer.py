@@ -51,6 +51,9 @@ class PolicyLM:
     def count_chat_tokens(self, messages: Sequence[Message]) -> int:
         return int(self.lm.count_chat_tokens(messages))
 
+    def format_chat(self, messages: Sequence[Message]) -> str:
+        return str(self.lm.format_chat(messages))
+
     def chat(
         self, messages: Sequence[Message], params: GenerationParams = GREEDY,
         adapter: AdapterRef | None = None,
@@ -90,6 +93,9 @@ class TrainerLM:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def count_chat_tokens(self, messages: Sequence[Message]) -> int:
+        raise NotImplementedError("the policy under training only writes self-edits")
+
+    def format_chat(self, messages: Sequence[Message]) -> str:
         raise NotImplementedError("the policy under training only writes self-edits")
 
     def chat(self, messages: Sequence[Message], params: GenerationParams = GREEDY,
