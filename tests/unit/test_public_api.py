@@ -88,7 +88,11 @@ def test_all_has_no_duplicates_and_is_sorted() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_public_name_resolves(name: str) -> None:
-    assert getattr(seal_agent, name) is not None
+    obj = getattr(seal_agent, name)
+    if name == "__version__":
+        assert obj == importlib.metadata.version("seal-agent")
+    else:  # each is the package's own class or function, not a re-export of something else
+        assert getattr(obj, "__module__", "").startswith("seal_agent."), (name, obj)
 
 
 def test_star_import_gives_exactly_all() -> None:
