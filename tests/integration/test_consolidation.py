@@ -125,7 +125,7 @@ def test_gate_refuses_an_update_that_breaks_retention(make_agent):
 def test_one_consolidation_per_namespace(make_agent):
     import threading
 
-    agent = make_agent(consolidation=FAST)
+    agent = make_agent(consolidation={**FAST, "k": 1})  # the lock is the point, not the loop
     _remember(agent, user="dee")
     held, release = threading.Event(), threading.Event()
 
@@ -148,7 +148,7 @@ def test_one_consolidation_per_namespace(make_agent):
 
 
 def test_dry_run_promotes_nothing(make_agent):
-    agent = make_agent(consolidation={**FAST, "min_recall_gain": -1e9})
+    agent = make_agent(consolidation={**FAST, "k": 1, "min_recall_gain": -1e9})
     _remember(agent, user="eve")
     report = agent.consolidate(user_id="eve", dry_run=True)
     assert report.status == "dry_run"

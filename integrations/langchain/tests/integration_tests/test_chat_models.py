@@ -78,7 +78,9 @@ def test_stream_is_token_by_token_and_logged_once(agent):
     assert turn.metadata["stream"] is True
 
 
-async def test_async_calls_use_the_configurable_namespace(agent):
+async def test_async_calls_use_the_configurable_namespace(tmp_path):
+    # namespaces from the run config are the point: no derivation needed
+    agent = make_agent(tmp_path / "home", agent={"derive": "off", "max_new_tokens": 8})
     model = ChatSealAgent(agent=agent, retrieval=False, max_tokens=8)
     await model.ainvoke("Hi", config={"configurable": {"user_id": "cy", "session_id": "a"}})
     async for _ in model.astream("Hey", config={"configurable": {"user_id": "cy", "session_id": "b"}}):
@@ -89,6 +91,7 @@ async def test_async_calls_use_the_configurable_namespace(agent):
     assert len(results) == 2
     assert {t.namespace.session_id for t in agent.journal.interactions(user_id="cy")} == {"a", "b"}
     assert len(agent.journal.interactions(user_id="di", session_id="c")) == 2
+    agent.close()
 
 
 @pytest.mark.parametrize(
