@@ -46,9 +46,8 @@ def test_consolidation_end_to_end(make_agent, caplog):
     assert all(r["prompt"] and r["completion"] is not None for r in rows)
     assert sum(r["chosen"] for r in rows) == report.chosen
 
-    if report.chosen == 0:
-        assert report.status == "nothing_to_promote"
-        pytest.skip("no candidate earned a positive reward this time (a real, possible outcome)")
+    # min_recall_gain = -1e9 and a seeded run: a candidate always wins, so promotion is checked
+    assert report.chosen > 0, report.reason
 
     assert report.status == "promoted", report.reason
     assert report.recall_after is not None and report.recall_before is not None
@@ -100,8 +99,7 @@ def test_gate_refuses_an_update_that_breaks_retention(make_agent):
     agent.remember("My dog is a beagle called Biscuit.", user_id="cy",
                    probes=[("What is my dog called?", "Biscuit")])
     first = agent.consolidate(user_id="cy")
-    if first.status != "promoted":
-        pytest.skip(f"first run did not promote ({first.reason})")
+    assert first.status == "promoted", first.reason  # min_recall_gain = -1e9: a winner is certain
     v1 = agent.adapters.active("cy", "default")
     # A destructive update: no replay, a huge learning rate for many epochs.
     agent.config.consolidation.replay = 0
@@ -112,8 +110,7 @@ def test_gate_refuses_an_update_that_breaks_retention(make_agent):
                    probes=[("What is my job?", "glassblower")])
     second = agent.consolidate(user_id="cy")
     assert second.retention_probes >= 1
-    if second.status == "nothing_to_promote":
-        pytest.skip("no candidate won in the second run")
+    assert second.status != "nothing_to_promote", second.reason
     assert second.status == "gate_rejected", second.reason
     assert "retention" in second.reason
     assert second.retention_after < second.retention_before - 0.05
