@@ -271,14 +271,10 @@ class Memorizer:
                 out += m.extra[pick(m)]
         return out
 
-    def _replay_per_epoch(self, n_examples: int) -> int:
-        pool = len(self.replay())
-        return min(pool, max(self.cfg.replay_min, round(self.cfg.replay_ratio * n_examples)))
-
-    def _epochs(self, examples: Sequence[Any], epochs: int, first: int) -> list[Any]:
-        """The data of ``epochs`` epochs, to train as one: the memories' examples, each
-        time with the next slice of replay (or, when the pool fits, the data of one
-        epoch, to train ``epochs`` times).
+    def _epochs(self, examples: Sequence[Any], epochs: int, first: int) -> tuple[list[Any], int]:
+        """The data of ``epochs`` epochs and how many passes to train on it: the
+        memories' examples, each time with the next slice of replay (one pass), or,
+        when the whole pool fits in every epoch, one epoch's data (``epochs`` passes).
 
         Replay per epoch is ``replay_ratio`` times the memories' examples (at
         least ``replay_min``, at most the pool), taken round the pool from
@@ -286,14 +282,14 @@ class Memorizer:
         answers per epoch, not on all of them, yet sees the whole pool over a run.
         """
         pool = self.replay()
-        per = self._replay_per_epoch(len(examples))
+        per = min(len(pool), max(self.cfg.replay_min, round(self.cfg.replay_ratio * len(examples))))
         if per >= len(pool):  # the whole pool every epoch
-            return list(examples) + pool
+            return list(examples) + pool, epochs
         out: list[Any] = []
         for e in range(first, first + epochs):
             start = (e * per) % len(pool)
             out += list(examples) + [pool[(start + i) % len(pool)] for i in range(per)]
-        return out
+        return out, 1
 
     def replay(self) -> list[TrainExample]:
         """The base model's own greedy answers to general prompts, as chat turns to train on."""
@@ -344,11 +340,9 @@ class Memorizer:
         tokens = epochs = 0
         lr, chunk = cfg.recall_lr, cfg.recall_epochs
         while True:
-            # a pass over `chunk` epochs of data, each with its own replay slice (or
-            # `chunk` passes over one epoch's data when all the replay fits in each)
-            whole = self._replay_per_epoch(len(examples)) >= len(self.replay())
-            stats = trainer.train(self._epochs(examples, chunk, epochs), TrainSettings(
-                epochs=chunk if whole else 1, lr=lr, batch_tokens=cfg.recall_batch_tokens, schedule="linear",
+            data, passes = self._epochs(examples, chunk, epochs)
+            stats = trainer.train(data, TrainSettings(
+                epochs=passes, lr=lr, batch_tokens=cfg.recall_batch_tokens, schedule="linear",
                 seed=None if cfg.seed is None else cfg.seed + epochs))
             tokens += stats.tokens
             epochs += chunk
