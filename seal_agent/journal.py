@@ -14,8 +14,10 @@ user_version``); a journal from a newer seal-agent is refused, never altered.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -203,6 +205,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# How long a statement waits for another process's lock before giving up.
+_BUSY_TIMEOUT_S = 30.0
+
 
 class Journal:
     """Thread-safe access to one journal file (one connection, one lock).
@@ -218,16 +223,16 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         try:
             self._db.row_factory = sqlite3.Row
             self._check_version()  # before WAL: a newer journal is refused untouched
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
             # FULL: a committed interaction survives power loss, not only a killed process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
             self._migrate()
         except SchemaVersionError:
             self._db.close()
@@ -284,10 +289,39 @@ class Journal:
             )
         return version
 
+    def _enable_wal(self) -> None:
+        """Switch to WAL, waiting out other processes that open the home at once.
+
+        The switch needs an exclusive lock, and SQLite answers "database is
+        locked" at once instead of calling the busy handler when another
+        connection holds the file (several workers creating one new home).  So
+        it is retried here for as long as ``busy_timeout`` would have waited.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause * (1 + random.random()))  # jitter: the openers do not march in step
+            pause = min(pause * 2, 0.2)
+
     def _migrate(self) -> None:
-        version = self._check_version()
-        for number in range(version, SCHEMA_VERSION):
+        """Apply the missing migrations, each in its own IMMEDIATE transaction.
+
+        Several processes may open a new home at the same moment (four workers
+        starting together).  The version read before the transaction can be
+        stale by the time the write lock is ours, so it is read again under the
+        lock: a migration another process has just applied is skipped, never
+        run twice (which failed as "table already exists", a false corrupt home).
+        """
+        for number in range(self._check_version(), SCHEMA_VERSION):
             with self._tx() as db:
+                if self._check_version() > number:
+                    continue  # another process applied it while we waited for the lock
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
