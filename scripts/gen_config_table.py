@@ -95,6 +95,8 @@ def _default(field: FieldInfo) -> str:
         return "none"
     if isinstance(value, list):
         return json.dumps([getattr(v, "value", v) for v in value])
+    if isinstance(value, dict):
+        return json.dumps(value)
     if isinstance(value, bool | int | float):
         return json.dumps(value)
     return json.dumps(str(value))

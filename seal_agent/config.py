@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from seal_agent.errors import ConfigError
-from seal_agent.types import SelfEditFormat
+from seal_agent.types import SelfEditFormat, check_id
 
 __all__ = [
     "AgentConfig",
@@ -39,6 +39,7 @@ __all__ = [
     "PolicyConfig",
     "SealAgentConfig",
     "SelfEditConfig",
+    "ServeConfig",
     "load_config",
 ]
 
@@ -310,6 +311,45 @@ class AgentConfig(_Section):
     memory_footer: str = "Answer using these memories."
 
 
+class ServeConfig(_Section):
+    """`seal-agent serve`, the OpenAI-compatible server (docs/serving.md)."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on. Anything but loopback needs `serve.api_keys`.",
+    )
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,  # secrets: kept out of reprs and logs
+        description="API key -> tenant. Empty: no key is asked for, and only loopback is "
+        "served. A tenant is the agent id of every namespace its keys reach.",
+    )
+    model_id: str | None = Field(
+        None, description="The model name clients send and `/v1/models` lists; default model.name."
+    )
+    session_id: str = Field(
+        "api", description="Session of turns whose request names none (header `X-Seal-Session`)."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tenant in value.items():
+            if len(key) < 16 or any(c.isspace() for c in key):
+                raise ValueError(
+                    "an API key needs at least 16 characters and no white space "
+                    f"(the key of tenant {tenant!r} does not)"
+                )
+            check_id(tenant, "tenant")
+        return value
+
+    @field_validator("session_id")
+    @classmethod
+    def _session(cls, value: str) -> str:
+        return check_id(value, "session_id")
+
+
 class SealAgentConfig(BaseSettings):
     """All settings of one memory home."""
 
@@ -328,6 +368,7 @@ class SealAgentConfig(BaseSettings):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     consolidation: ConsolidationConfig = Field(default_factory=ConsolidationConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     _expand_home = field_validator("home")(_expand_user)
 
@@ -362,8 +403,15 @@ class SealAgentConfig(BaseSettings):
         return self.home / "adapters"
 
     def public_dict(self) -> dict[str, Any]:
-        """The full resolved configuration, JSON-ready (recorded in manifests)."""
-        return self.model_dump(mode="json")
+        """The full resolved configuration, JSON-ready (recorded in manifests).
+
+        API keys are secrets: the record keeps only which tenants had one.
+        """
+        data = self.model_dump(mode="json")
+        data["serve"]["api_keys"] = {
+            f"<key {n}>": tenant for n, tenant in enumerate(self.serve.api_keys.values(), 1)
+        }
+        return data
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

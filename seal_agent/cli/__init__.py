@@ -13,6 +13,7 @@ from seal_agent.cli import eval as _eval
 from seal_agent.cli import memories as _memories
 from seal_agent.cli import models as _models
 from seal_agent.cli import policy as _policy
+from seal_agent.cli import serve as _serve
 from seal_agent.cli._common import (
     AgentOpt,
     ConfigOpt,
@@ -42,6 +43,7 @@ app.command("consolidate")(_consolidate.consolidate)
 app.add_typer(_consolidate.adapters_app, name="adapters")
 app.add_typer(_policy.app, name="policy")
 app.add_typer(_eval.app, name="eval")
+app.command("serve")(_serve.serve)
 
 
 @app.command("status")
