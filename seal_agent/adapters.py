@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -45,6 +44,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import filelock
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from seal_agent.errors import (
@@ -152,8 +153,8 @@ class AdapterStore:
     def __init__(self, root: str | Path, journal: Journal) -> None:
         self.root = Path(root).expanduser()
         self.journal = journal
-        self._held: dict[tuple[str, str], int] = {}  # namespace -> owning thread
-        self._held_guard = threading.Lock()
+        self._locks: dict[tuple[str, str], filelock.BaseFileLock] = {}
+        self._locks_guard = threading.Lock()
 
     @classmethod
     def from_config(cls, config: SealAgentConfig, journal: Journal) -> AdapterStore:
@@ -165,57 +166,51 @@ class AdapterStore:
         """Hold the namespace's consolidation lock, or raise ConsolidationBusyError.
 
         Re-entrant for the thread that holds it (so ``stage`` inside ``lock``
-        works); another thread or process is refused at once, never queued.
+        works); another thread, another store object or another process is
+        refused at once, never queued.
         """
         key = (check_id(user_id, "user_id"), check_id(agent_id, "agent_id"))
-        me = threading.get_ident()
-        with self._held_guard:
-            owner = self._held.get(key)
-        if owner == me:
-            yield
-            return
-        if owner is not None:
+        file_lock = self._file_lock(*key)
+        try:
+            file_lock.acquire()
+        except filelock.Timeout:
             raise ConsolidationBusyError(
-                f"namespace {key[0]}/{key[1]} is being consolidated by another thread of "
-                "this process; try again when it finishes"
-            )
-        fd = self._acquire(*key)
-        with self._held_guard:
-            self._held[key] = me
+                f"namespace {key[0]}/{key[1]} is being consolidated by {_holder(file_lock)}; "
+                "try again when it finishes"
+            ) from None
+        except OSError as exc:
+            path = Path(file_lock.lock_file)
+            if not path.is_file():
+                raise ConsolidationError(
+                    f"cannot create the consolidation lock {path} of {key[0]}/{key[1]}: {exc}"
+                ) from exc
+            raise ConsolidationError(f"cannot lock {path}: {exc}") from exc
         try:
             yield
         finally:
-            with self._held_guard:
-                del self._held[key]
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            file_lock.release()
 
-    def _acquire(self, user_id: str, agent_id: str) -> int:
-        path = self.root / user_id / agent_id / _LOCK_FILE
-        try:
-            _makedirs(path.parent)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConsolidationError(
-                f"cannot create the consolidation lock {path} of {user_id}/{agent_id}: {exc}"
-            ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise ConsolidationBusyError(
-                f"namespace {user_id}/{agent_id} is being consolidated by another process"
-                f"{holder}; try again when it finishes"
-            ) from None
-        except OSError as exc:
-            os.close(fd)
-            raise ConsolidationError(f"cannot lock {path}: {exc}") from exc
-        # Only for the busy message of whoever comes next: the flock is the lock.
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
+    def _file_lock(self, user_id: str, agent_id: str) -> filelock.BaseFileLock:
+        """The namespace's ``flock`` (one per store: it counts the holding thread's re-entries)."""
+        with self._locks_guard:
+            found = self._locks.get((user_id, agent_id))
+            if found is not None:
+                return found
+            path = self.root / user_id / agent_id / _LOCK_FILE
+            try:
+                _makedirs(path.parent)
+            except OSError as exc:
+                raise ConsolidationError(
+                    f"cannot create the consolidation lock {path} of {user_id}/{agent_id}: {exc}"
+                ) from exc
+            # thread_local (the default): re-entrant per thread, so another thread of
+            # this process is refused like another process.  blocking=False: refuse
+            # at once.  The holder's pid is written for the busy message only.
+            made = filelock.FileLock(
+                path, mode=0o644, blocking=False, preserve_lock_file=True, on_acquired=_write_pid
+            )
+            self._locks[(user_id, agent_id)] = made
+            return made
 
     # -- writing -----------------------------------------------------------------
     def stage(
@@ -828,31 +823,41 @@ def _set_active(
     )
 
 
-def _read_holder(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(os.pread(fd, 32, 0).decode().strip())
-        return f" (pid {pid})"
-    return ""
+def _write_pid(fd: int) -> None:
+    """Only for the busy message of whoever comes next: the flock is the lock."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _holder(file_lock: filelock.BaseFileLock) -> str:
+    """Who holds the lock, as far as its file says."""
+    try:
+        pid = int(Path(file_lock.lock_file).read_text()[:32].strip())
+    except (OSError, ValueError):
+        return "another process"
+    if pid == os.getpid():
+        return f"another thread or store of this process (pid {pid})"
+    return f"another process (pid {pid})"
 
 
 # -- processes -------------------------------------------------------------------------
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) from /proc; None where there is no /proc."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()  # the name in (...) may hold spaces
-        return fields[0], int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None
+def _start_ticks(proc: psutil.Process) -> int:
+    """When a process started, in clock ticks since boot.
+
+    The unit journals have always recorded (Linux's /proc ``starttime``), so a
+    run recorded by an older seal-agent is judged the same way.
+    """
+    since_boot = proc.create_time() - psutil.boot_time()
+    return round(since_boot * os.sysconf("SC_CLK_TCK"))
 
 
 def _this_process() -> dict[str, Any]:
-    stat = _proc_stat(os.getpid())
-    return {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "start": stat[1] if stat else None,
-    }
+    try:
+        start: int | None = _start_ticks(psutil.Process())
+    except (psutil.Error, OSError, ValueError):
+        start = None
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": start}
 
 
 def _process_gone(process: Any) -> bool:
@@ -861,15 +866,13 @@ def _process_gone(process: Any) -> bool:
         return False  # no process record: leave the run to a person
     if process.get("host") != socket.gethostname():
         return False
-    pid = process["pid"]
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(process["pid"])
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        start = _start_ticks(proc)
+    except psutil.NoSuchProcess:
         return True
-    except PermissionError:
-        pass  # alive, another user's
-    stat = _proc_stat(pid)
-    if stat is None:
-        return False
-    state, start = stat
-    return state == "Z" or (process.get("start") is not None and start != process["start"])
+    except (psutil.Error, OSError, ValueError):
+        return False  # alive but unreadable (another user's, no permission): leave it
+    return process.get("start") is not None and start != process["start"]

@@ -18,7 +18,6 @@ local path (directory, or ``.gguf`` file), something that looks like a path
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import os
@@ -152,14 +151,16 @@ def resolve_embedder_path(name: str) -> str:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An advisory lock that the kernel drops when its process dies (never stuck)."""
+    """An advisory ``flock`` that the kernel drops when its process dies (never stuck).
+
+    Waits for the holder.  ``preserve_lock_file`` keeps the file in place and
+    the lock native (no soft fallback that a killed holder could leave behind).
+    """
+    import filelock  # a dependency of transformers too; imported only to convert
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with filelock.FileLock(path, preserve_lock_file=True):
+        yield
 
 
 def prepare_language_model(resolved: ResolvedModel, cache_dir: Path) -> str:
