@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from seal_agent.reward import contains_answer, token_f1
 from seal_agent.text import normalize
@@ -83,17 +84,31 @@ def bootstrap_ci(
     values: Sequence[float], *, resamples: int = 2000, seed: int = 0, level: float = 0.95,
     stat: Callable[[Sequence[float]], float] | None = None,
 ) -> tuple[float, float, float]:
-    """(mean, low, high): the percentile bootstrap over items (passages, questions)."""
+    """(mean, low, high): the percentile bootstrap over items (passages, questions).
+
+    ``scipy.stats.bootstrap`` does the resampling (vectorised for the mean); the
+    same seed gives the same interval.  One item, or items all alike, resample
+    to themselves, so the interval is the point (scipy would warn and say nan).
+    """
     if not values:
         return (float("nan"), float("nan"), float("nan"))
-    stat = stat or (lambda xs: sum(xs) / len(xs))
-    rng = random.Random(seed)
-    n = len(values)
-    draws = sorted(stat([values[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
-    tail = (1.0 - level) / 2
-    low = draws[int(tail * resamples)]
-    high = draws[min(resamples - 1, int((1.0 - tail) * resamples))]
-    return (stat(values), low, high)
+    point = stat(values) if stat is not None else sum(values) / len(values)
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2 or bool(np.all(data == data[0])):
+        return (point, point, point)
+    from scipy.stats import bootstrap  # the eval's own dependency; not at import time
+
+    result = bootstrap(
+        (data,),
+        np.mean if stat is None else (lambda sample: stat(sample.tolist())),
+        vectorized=stat is None,
+        n_resamples=resamples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return (point, float(interval.low), float(interval.high))
 
 
 def paired_bootstrap_ci(

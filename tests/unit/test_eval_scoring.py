@@ -117,6 +117,15 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_n() -> None:
     assert all(math.isnan(x) for x in bootstrap_ci([]))
 
 
+def test_bootstrap_is_seeded_and_takes_another_statistic() -> None:
+    values = [math.sin(i) for i in range(60)]
+    assert bootstrap_ci(values, seed=7) == bootstrap_ci(values, seed=7)
+    assert bootstrap_ci(values, seed=7)[1:] != bootstrap_ci(values, seed=8)[1:]
+    assert bootstrap_ci([2.0]) == (2.0, 2.0, 2.0)
+    spread, low, high = bootstrap_ci([1.0, 2.0, 3.0, 4.0] * 5, stat=lambda xs: max(xs) - min(xs))
+    assert spread == 3.0 and 0.0 <= low <= high <= 3.0
+
+
 def test_paired_bootstrap_sees_a_consistent_small_gain() -> None:
     a = [float(i) for i in range(30)]
     b = [x + 0.1 for x in a]  # every item gains 0.1: the paired interval is tight
