@@ -149,24 +149,29 @@ class Buffer:
             include=["documents", "metadatas", "distances", "embeddings"],
         )
         ids = res["ids"][0]
+        if not ids:
+            return []
+        import numpy as np  # chromadb's own dependency; not at `import seal_agent` time
+
         kept: list[Memory] = []
-        kept_vecs: list[Any] = []
+        kept_rows: list[int] = []
         seen_text: set[str] = set()
+        # Every hit's similarity to every other, in one product (the embeddings are unit length).
+        vecs = np.asarray(res["embeddings"][0], dtype=np.float64).reshape(len(ids), -1)
+        pairwise = vecs @ vecs.T
         for i, mid in enumerate(ids):
             similarity = 1.0 - float(res["distances"][0][i])
             if similarity < floor:
                 break  # results come best first
             text = res["documents"][0][i]
-            vec = res["embeddings"][0][i]
             key = normalize(text)
-            if key in seen_text or any(
-                float(sum(a * b for a, b in zip(vec, other, strict=True))) >= self.config.dedup_similarity
-                for other in kept_vecs
+            if key in seen_text or (
+                kept_rows and float(pairwise[i, kept_rows].max()) >= self.config.dedup_similarity
             ):
                 continue
             meta = res["metadatas"][0][i]
             seen_text.add(key)
-            kept_vecs.append(vec)
+            kept_rows.append(i)
             kept.append(
                 Memory(
                     id=mid,
