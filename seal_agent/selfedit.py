@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from seal_agent.config import SelfEditConfig
+from seal_agent.errors import ConfigError
 from seal_agent.journal import new_id
 from seal_agent.models.base import GenerationParams, LanguageModel
 from seal_agent.prompts import (
@@ -223,7 +224,7 @@ class SelfEditWriter:
         ``config.style``."""
         style = style or config.style
         if style not in ("user", "passage"):
-            raise ValueError(f"style must be 'user' or 'passage', not {style!r}")
+            raise ConfigError(f"style must be 'user' or 'passage', not {style!r}")
         self.lm = lm
         self.config = config
         self.author = author or lm.name
@@ -238,7 +239,7 @@ class SelfEditWriter:
         else:
             table = {**PROMPTS, SelfEditFormat.DIRECTIVE: DIRECTIVE_PROMPT}
         if fmt not in table:
-            raise ValueError(f"no {self.style} prompt for the {fmt.value} format")
+            raise ConfigError(f"no {self.style} prompt for the {fmt.value} format")
         return table[fmt].format(source=_one_line(source))
 
     def derive(

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from seal_agent.errors import AdapterNotFoundError, ConfigError, CorruptAdapterError
+from seal_agent.errors import AdapterNotFoundError, ConfigError, CorruptAdapterError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +115,7 @@ class TrainSettings(_Frozen):
     @model_validator(mode="after")
     def _one_warmup(self) -> TrainSettings:
         if self.warmup_steps is not None and self.warmup_fraction is not None:
-            raise ValueError("give warmup_steps or warmup_fraction, not both")
+            raise ConfigError("give warmup_steps or warmup_fraction, not both")
         return self
 
     def warmup_for(self, total_steps: int) -> int:
@@ -423,14 +423,14 @@ class LoraTrainer:
         if isinstance(sequences, str):
             raise TypeError("sequences must be a list of strings, not one string")
         if not sequences:
-            raise ValueError("nothing to train on: no sequences")
+            raise InputError("nothing to train on: no sequences")
         eos = self.tokenizer.eos_token_id
         # one batched call; special tokens (a BOS, if the model has one) as the model expects them
         ids = self.tokenizer(list(sequences), truncation=True, max_length=max_seq_len)["input_ids"]
         out = [(x + [eos])[:max_seq_len] for x in ids]
         out = [x for x in out if len(x) >= 2]  # a lone token predicts nothing
         if not out:
-            raise ValueError("nothing to train on: every sequence is empty")
+            raise InputError("nothing to train on: every sequence is empty")
         return out
 
     def _encode_examples(
@@ -443,7 +443,7 @@ class LoraTrainer:
         tokens from the *start* of its prompt: the completion is what is learned.
         """
         if not examples:
-            raise ValueError("nothing to train on: no sequences")
+            raise InputError("nothing to train on: no sequences")
         eos = self.tokenizer.eos_token_id
         seqs: list[list[int]] = []
         masked: list[int] = []
@@ -464,7 +464,7 @@ class LoraTrainer:
             masked.append(len(prompt))
             weights.append(float(ex.weight))
         if not seqs:
-            raise ValueError("nothing to train on: every example is empty")
+            raise InputError("nothing to train on: every example is empty")
         return seqs, masked, weights
 
     def _pack(

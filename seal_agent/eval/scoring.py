@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from seal_agent.errors import ConfigError
 from seal_agent.reward import contains_answer, token_f1
 from seal_agent.text import normalize
 
@@ -116,5 +117,5 @@ def paired_bootstrap_ci(
 ) -> tuple[float, float, float]:
     """Mean of ``b - a`` over paired items, with its bootstrap interval."""
     if len(a) != len(b):
-        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+        raise ConfigError(f"paired samples differ in length: {len(a)} and {len(b)}")
     return bootstrap_ci([y - x for x, y in zip(a, b, strict=True)], **kwargs)  # type: ignore[arg-type]

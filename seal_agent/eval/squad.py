@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from seal_agent.errors import ConfigError
 from seal_agent.eval.data import Passage
 from seal_agent.eval.scoring import squad_scores
 from seal_agent.innerloop import mean
@@ -186,10 +187,10 @@ class SquadEval:
             elif cond in ("seal", "seal+policy"):
                 writer = self.policy_writer if cond == "seal+policy" else self.writer
                 if writer is None:
-                    raise ValueError("the seal+policy condition needs a policy (--policy VERSION)")
+                    raise ConfigError("the seal+policy condition needs a policy (--policy VERSION)")
                 out[cond] = self._seal(passage, source, gold, writer)
             else:
-                raise ValueError(f"unknown condition {cond!r}; known: {', '.join(CONDITIONS)}")
+                raise ConfigError(f"unknown condition {cond!r}; known: {', '.join(CONDITIONS)}")
             out[cond].seconds = round(time.perf_counter() - t0, 2)
         return {
             "passage": passage.id,
@@ -256,7 +257,7 @@ class SquadEval:
         (``selfedit``).
         """
         if condition not in ("passage", "selfedit"):
-            raise ValueError("--sequential trains 'passage' or 'selfedit' updates")
+            raise ConfigError("--sequential trains 'passage' or 'selfedit' updates")
         qas = [self.questions(p) for p in passages]
         self.inner.trainer.reset(None)
         model = self.inner.trainer.model

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import pytest
+
 from seal_agent.config import SelfEditConfig
 from seal_agent.models.base import GenerationParams
 from seal_agent.selfedit import SelfEditWriter, parse_implications, parse_qa, parse_rewrite
@@ -159,3 +161,10 @@ def test_negation_is_judged_against_the_closest_sentence() -> None:
     assert negation_mismatch("The user eats meat.", source)
     assert negation_mismatch("The user has no dog named Rex.", source)
     assert not negation_mismatch("The user does not eat meat.", source)
+
+
+def test_a_bad_style_or_format_is_a_config_error() -> None:
+    from seal_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="style must be"):
+        SelfEditWriter(None, SelfEditConfig(), style="poem")  # type: ignore[arg-type]
