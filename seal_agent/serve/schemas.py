@@ -62,7 +62,7 @@ class ChatCompletionRequest(_Lenient):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     user: str | None = None
     n: int | None = Field(None, ge=1)
     # Refused when set to anything that asks for behaviour this server lacks.
