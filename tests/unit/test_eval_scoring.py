@@ -1,5 +1,6 @@
 """Scoring, intervals, data splits and result files of the evaluation harness
-(pure logic; the data files are the real ones in ../shared/data)."""
+(pure logic). The loaders are checked on the tiny fixture in tests/data always,
+and on the real data sets as well wherever ../shared/data holds them."""
 
 from __future__ import annotations
 
@@ -39,8 +40,17 @@ from seal_agent.eval.scoring import (
 )
 from seal_agent.eval.squad import parse_teacher_edit
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not here")
+FIXTURE = Path(__file__).resolve().parents[1] / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def sources(*files: str) -> list[Path]:
+    """The fixture, and the real data too where it holds ``files`` (no skip either way)."""
+    return [FIXTURE] + ([SHARED] if all((SHARED / f).is_file() for f in files) else [])
+
+
+def ids(folder: Path) -> str:
+    return "fixture" if folder == FIXTURE else "shared"
 
 
 # -- SQuAD conventions ---------------------------------------------------------------------
@@ -131,7 +141,7 @@ def test_paired_bootstrap_sees_a_consistent_small_gain() -> None:
     b = [x + 0.1 for x in a]  # every item gains 0.1: the paired interval is tight
     d, lo, hi = paired_bootstrap_ci(a, b)
     assert d == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):  # a SealAgentError, still a ValueError
         paired_bootstrap_ci([1.0], [1.0, 2.0])
 
 
@@ -143,55 +153,60 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
         load_squad(tmp_path, "dev")
 
 
-@needs_data
-def test_squad_split_follows_the_first_24_titles() -> None:
-    dev, h1 = load_squad(DATA, "dev")
-    held, h2 = load_squad(DATA, "heldout")
-    assert len(dev) == 1048 and len(held) == 1019  # data/README.md
+@pytest.mark.parametrize("data", sources("squad_val.json"), ids=ids)
+def test_squad_split_follows_the_first_24_titles(data: Path) -> None:
+    dev, h1 = load_squad(data, "dev")
+    held, h2 = load_squad(data, "heldout")
+    # data/README.md for the real set; tests/data/README.md for the fixture
+    expected = (25, 2, "Lake Orvel") if data == FIXTURE else (1048, 1019, "Super Bowl 50")
+    assert (len(dev), len(held), dev[0].title) == expected
+    assert len({p.title for p in dev}) == 24
     assert h1 == h2 and h1.startswith("sha256:")
-    assert dev[0].title == "Super Bowl 50"
     assert {p.title for p in dev}.isdisjoint({p.title for p in held})
-    sample, _ = load_squad(DATA, "heldout", n=5, seed=3)
-    again, _ = load_squad(DATA, "heldout", n=5, seed=3)
-    assert [p.id for p in sample] == [p.id for p in again]
+    assert all(p.questions and all(q and a for q, a in p.questions) for p in dev + held)
+    sample, _ = load_squad(data, "dev", n=5, seed=3)
+    again, _ = load_squad(data, "dev", n=5, seed=3)
+    assert len(sample) == 5 and [p.id for p in sample] == [p.id for p in again]
     with pytest.raises(ConfigError, match="split"):
-        load_squad(DATA, "test")  # type: ignore[arg-type]
+        load_squad(data, "test")  # type: ignore[arg-type]
 
 
-@needs_data
-def test_teacher_edits_cover_heldout_passages() -> None:
-    edits = load_teacher_edits(DATA, "gpt41")
-    held, _ = load_squad(DATA, "heldout")
+@pytest.mark.parametrize("data", sources("squad_val.json", "seal_selfedits_gpt41_val.json"), ids=ids)
+def test_teacher_edits_cover_heldout_passages(data: Path) -> None:
+    edits = load_teacher_edits(data, "gpt41")
+    held, _ = load_squad(data, "heldout")
     covered = [p for p in held if p.context in edits]
-    assert len(covered) == 108  # data/README.md: 108 of the 200 are held-out
+    assert len(covered) == (1 if data == FIXTURE else 108)  # data/README.md: 108 of the 200
     lines = parse_teacher_edit(edits[covered[0].context][0])
     assert lines and all(len(x.split()) >= 3 for x in lines)
 
 
-@needs_data
-def test_locomo_split_and_evidence() -> None:
-    dev, _ = load_locomo(DATA, "dev", questions_per_conversation=4)
-    held, _ = load_locomo(DATA, "heldout")
-    assert len(dev) == len(held) == 5
+@pytest.mark.parametrize("data", sources("locomo10.json"), ids=ids)
+def test_locomo_split_and_evidence(data: Path) -> None:
+    dev, _ = load_locomo(data, "dev", questions_per_conversation=4)
+    held, _ = load_locomo(data, "heldout")
+    assert (len(dev), len(held)) == ((5, 1) if data == FIXTURE else (5, 5))
     assert {c.id for c in dev}.isdisjoint({c.id for c in held})
     conv = dev[0]
     assert len(conv.questions) == 4 and all(q.category in "1234" for q in conv.questions)
     evidence = conv.turns("evidence")
     assert evidence and all(t.evidence for t in evidence)
     assert len(conv.turns("evidence")) <= len(conv.turns("sessions")) <= len(conv.turns("all"))
-    adversarial, _ = load_locomo(DATA, "dev", conversations=1, categories={"5"})
+    adversarial, _ = load_locomo(data, "dev", conversations=1, categories={"5"})
     assert adversarial[0].questions and all(q.abstention for q in adversarial[0].questions)
 
 
-@needs_data
-def test_longmemeval_split_and_types() -> None:
-    dev, _ = load_longmemeval(DATA, "dev")
-    held, _ = load_longmemeval(DATA, "heldout")
-    assert len(dev) == len(held) == 250
+@pytest.mark.parametrize("data", sources("longmemeval_oracle.json"), ids=ids)
+def test_longmemeval_split_and_types(data: Path) -> None:
+    dev, _ = load_longmemeval(data, "dev")
+    held, _ = load_longmemeval(data, "heldout")
+    assert (len(dev), len(held)) == ((3, 0) if data == FIXTURE else (250, 250))
     assert {c.id for c in dev}.isdisjoint({c.id for c in held})
-    only, _ = load_longmemeval(DATA, "heldout", question_types={"knowledge-update"})
+    split = "dev" if data == FIXTURE else "heldout"  # the fixture is all dev
+    only, _ = load_longmemeval(data, split, question_types={"knowledge-update"})
     assert only and all(c.questions[0].category == "knowledge-update" for c in only)
-    assert any(t.evidence for c in held[:20] for t in c.turns("all"))
+    assert any(t.evidence for c in (held or dev)[:20] for t in c.turns("all"))
+    assert any(c.questions[0].abstention for c in dev)
 
 
 def test_teacher_edit_parsing() -> None:
