@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from seal_agent.errors import (
     AdapterNotFoundError,
@@ -56,7 +56,7 @@ from seal_agent.errors import (
     CorruptAdapterError,
 )
 from seal_agent.journal import Journal, new_id
-from seal_agent.types import check_id
+from seal_agent.types import FrozenModel, check_id
 
 if TYPE_CHECKING:
     from seal_agent.config import SealAgentConfig
@@ -81,11 +81,7 @@ _LOCK_FILE = ".lock"
 _CHUNK = 1 << 20
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class AdapterVersion(_Frozen):
+class AdapterVersion(FrozenModel):
     """One promoted adapter version, as the journal records it."""
 
     id: str
@@ -106,7 +102,7 @@ class AdapterVersion(_Frozen):
         return _dirname(self.version)
 
 
-class StagedVersion(_Frozen):
+class StagedVersion(FrozenModel):
     """A version whose folder is complete on disk but that the journal does not know yet."""
 
     id: str  # chosen at staging and written into the manifest, so folder and row match

@@ -27,8 +27,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel, ConfigDict
-
 from seal_agent.config import SealAgentConfig, load_config
 from seal_agent.errors import CorruptHomeError, InputTooLongError, MemoryNotFoundError
 from seal_agent.facts_store import FactStore
@@ -38,6 +36,7 @@ from seal_agent.prompts import memory_system_prompt
 from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
 from seal_agent.types import (
     DeriveStatus,
+    FrozenModel,
     Interaction,
     InteractionKind,
     Memory,
@@ -64,9 +63,7 @@ log = logging.getLogger("seal_agent")
 MAX_DOCUMENT_CHARS = 200_000
 
 
-class ChatResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ChatResult(FrozenModel):
     answer: str
     adapter: str | None  # the memory adapter version the answer came through
     interaction_id: str
@@ -78,17 +75,13 @@ class ChatResult(BaseModel):
     seconds: float
 
 
-class RememberResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class RememberResult(FrozenModel):
     interaction_id: str
     namespace: Namespace
     derive_status: DeriveStatus
 
 
-class ReprocessReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ReprocessReport(FrozenModel):
     derived: int
     failed: int
     reindexed: int

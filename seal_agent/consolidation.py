@@ -37,13 +37,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from seal_agent.config import SealAgentConfig
 from seal_agent.innerloop import InnerLoop
 from seal_agent.innerloop import mean as _mean
 from seal_agent.journal import Journal, new_id
-from seal_agent.types import Interaction, MemoryStatus, Namespace, Probe, SelfEditFormat
+from seal_agent.types import (
+    FrozenModel,
+    Interaction,
+    MemoryStatus,
+    Namespace,
+    Probe,
+    SelfEditFormat,
+)
 
 if TYPE_CHECKING:
     from seal_agent.adapters import AdapterStore
@@ -63,11 +70,7 @@ __all__ = [
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class CandidateResult(_Frozen):
+class CandidateResult(FrozenModel):
     format: str
     items: int
     directive: dict[str, Any] | None
@@ -77,7 +80,7 @@ class CandidateResult(_Frozen):
     seconds: float
 
 
-class InteractionResult(_Frozen):
+class InteractionResult(FrozenModel):
     interaction_id: str
     probes: int
     score_before: float | None
@@ -86,7 +89,7 @@ class InteractionResult(_Frozen):
     outcome: str  # chosen | not_positive | given_up | no_probes | no_candidates
 
 
-class ConsolidationReport(_Frozen):
+class ConsolidationReport(FrozenModel):
     run_id: str | None
     namespace: Namespace
     status: str  # promoted | gate_rejected | nothing_to_promote | empty | dry_run
@@ -118,7 +121,7 @@ class ConsolidationReport(_Frozen):
         return self.status == "promoted"
 
 
-class ProgressEvent(_Frozen):
+class ProgressEvent(FrozenModel):
     """What the loop is doing now (the CLI draws it; a library caller may log it)."""
 
     stage: str  # probes | candidates | train | score | update | gate | promote | staged | done

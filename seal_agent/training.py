@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from seal_agent.errors import AdapterNotFoundError, ConfigError, CorruptAdapterError, InputError
+from seal_agent.types import FrozenModel
 
 if TYPE_CHECKING:
     import torch
@@ -72,11 +73,7 @@ ROW_COST_WIDTHS = 0.75
 HEAD_CHUNK = 128  # loss rows per head chunk: 128 x 49152 fp32 logits = 25 MB, reused
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LoraSettings(_Frozen):
+class LoraSettings(FrozenModel):
     """The adapter's shape: fixed for the trainer's lifetime (it is wrapped once)."""
 
     r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
@@ -87,7 +84,7 @@ class LoraSettings(_Frozen):
     )
 
 
-class TrainSettings(_Frozen):
+class TrainSettings(FrozenModel):
     """One training run: a candidate's inner loop, or the adapter update."""
 
     epochs: int = Field(3, ge=1, le=1000)
@@ -154,7 +151,7 @@ class TrainExample:
     weight: float = 1.0
 
 
-class TrainStats(_Frozen):
+class TrainStats(FrozenModel):
     """What one :meth:`LoraTrainer.train` call did."""
 
     tokens: int = Field(description="Real (non-pad) tokens processed, summed over epochs.")

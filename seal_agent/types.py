@@ -20,6 +20,7 @@ from seal_agent.errors import InvalidNamespaceError
 __all__ = [
     "DeriveReport",
     "DeriveStatus",
+    "FrozenModel",
     "Interaction",
     "InteractionKind",
     "Memory",
@@ -34,11 +35,17 @@ __all__ = [
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$")
 
 
-class _Frozen(BaseModel):
+class FrozenModel(BaseModel):
+    """The base of every object the SDK hands between stages or back to its caller.
+
+    Frozen: a stage never mutates what it was handed.  Extra fields are refused,
+    so a misspelt keyword fails where it is written instead of being dropped.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Namespace(_Frozen):
+class Namespace(FrozenModel):
     """Who a memory belongs to.
 
     Memories are shared across the sessions of one (user, agent) pair: a new
@@ -77,7 +84,7 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
-class Message(_Frozen):
+class Message(FrozenModel):
     role: Literal["system", "user", "assistant"]
     content: str
 
@@ -95,7 +102,7 @@ class DeriveStatus(StrEnum):
     FAILED = "failed"  # the error is kept; `seal-agent reprocess` retries
 
 
-class Interaction(_Frozen):
+class Interaction(FrozenModel):
     id: str
     namespace: Namespace
     kind: InteractionKind
@@ -129,7 +136,7 @@ class MemoryStatus(StrEnum):
     REJECTED = "rejected"  # dropped by a check or by consolidation
 
 
-class SelfEdit(_Frozen):
+class SelfEdit(FrozenModel):
     """One training sequence derived from one interaction; also one retrievable memory."""
 
     id: str
@@ -144,7 +151,7 @@ class SelfEdit(_Frozen):
     created_at: datetime
 
 
-class Probe(_Frozen):
+class Probe(FrozenModel):
     """A held-apart question about an interaction; consolidation scores itself on these."""
 
     id: str
@@ -156,7 +163,7 @@ class Probe(_Frozen):
     created_at: datetime
 
 
-class Memory(_Frozen):
+class Memory(FrozenModel):
     """A retrieval hit from the buffer."""
 
     id: str
@@ -167,7 +174,7 @@ class Memory(_Frozen):
     status: MemoryStatus
 
 
-class DeriveReport(_Frozen):
+class DeriveReport(FrozenModel):
     """What one derivation produced and what it had to drop (kept in the journal)."""
 
     kept: dict[str, int] = Field(default_factory=dict)

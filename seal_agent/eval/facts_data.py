@@ -25,9 +25,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from seal_agent.errors import ConfigError
+from seal_agent.types import FrozenModel
 
 __all__ = [
     "FACTS_FILE",
@@ -50,16 +51,12 @@ _N_TRAIN = 3
 _N_CHECK = 2
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class QAPair(_Frozen):
+class QAPair(FrozenModel):
     q: str
     a: str
 
 
-class Fact(_Frozen):
+class Fact(FrozenModel):
     id: str
     user_id: str
     category: Category
@@ -71,27 +68,27 @@ class Fact(_Frozen):
     split: Split
 
 
-class Distractor(_Frozen):
+class Distractor(FrozenModel):
     user_id: str
     question: str
     forbidden: tuple[str, ...]
     split: Split
 
 
-class GeneralQuestion(_Frozen):
+class GeneralQuestion(FrozenModel):
     question: str
     answer: str
     aliases: tuple[str, ...] = ()
 
 
-class FactsDataset(_Frozen):
+class FactsDataset(FrozenModel):
     facts: tuple[Fact, ...]
     distractors: tuple[Distractor, ...]
     general: tuple[GeneralQuestion, ...]
 
 
 # -- the file's own shape ------------------------------------------------------------------
-class _RawFact(_Frozen):
+class _RawFact(FrozenModel):
     id: str
     category: Category
     statement: str
@@ -101,19 +98,19 @@ class _RawFact(_Frozen):
     check: tuple[str, ...]
 
 
-class _RawUser(_Frozen):
+class _RawUser(FrozenModel):
     user_id: str
     split: Split
     facts: tuple[_RawFact, ...]
 
 
-class _RawDistractor(_Frozen):
+class _RawDistractor(FrozenModel):
     user_id: str
     question: str
     forbidden: tuple[str, ...]
 
 
-class _RawFile(_Frozen):
+class _RawFile(FrozenModel):
     version: int
     description: str
     users: tuple[_RawUser, ...]

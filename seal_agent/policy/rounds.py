@@ -39,14 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
 from seal_agent.errors import ConfigError, CorruptAdapterError
 from seal_agent.innerloop import InnerLoop
 from seal_agent.policy.episodes import Episode, EpisodeSet
 from seal_agent.policy.store import KIND, PolicyStore, Scope
 from seal_agent.policy.writer import TrainerLM, passage_config
-from seal_agent.types import SelfEditFormat
+from seal_agent.types import FrozenModel, SelfEditFormat
 
 if TYPE_CHECKING:
     from seal_agent.config import PolicyConfig, SealAgentConfig
@@ -63,11 +61,7 @@ __all__ = [
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class PolicyEvent(_Frozen):
+class PolicyEvent(FrozenModel):
     """What a run is doing (the CLI draws it)."""
 
     stage: str  # sample | select | update | promote | round | resume
@@ -80,7 +74,7 @@ class PolicyEvent(_Frozen):
     message: str = ""
 
 
-class RoundResult(_Frozen):
+class RoundResult(FrozenModel):
     round: int
     contexts: int
     samples: int
@@ -97,7 +91,7 @@ class RoundResult(_Frozen):
     reason: str
 
 
-class PolicyReport(_Frozen):
+class PolicyReport(FrozenModel):
     run_id: str
     folder: Path
     method: str
