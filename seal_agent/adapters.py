@@ -40,7 +40,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +55,7 @@ from seal_agent.errors import (
     CorruptAdapterError,
 )
 from seal_agent.journal import Journal, new_id
+from seal_agent.runs import RunStatus  # defined with ReportStatus; still importable here
 from seal_agent.types import FrozenModel, check_id
 
 if TYPE_CHECKING:
@@ -120,17 +120,6 @@ class StagedVersion(FrozenModel):
     @property
     def name(self) -> str:
         return _dirname(self.version)
-
-
-class RunStatus(StrEnum):
-    """Where a consolidation run stands (``consolidation_runs.status``)."""
-
-    RUNNING = "running"
-    PROMOTED = "promoted"  # a new version became active
-    REJECTED = "rejected"  # trained, but the probes did not improve: nothing promoted
-    SKIPPED = "skipped"  # nothing to consolidate
-    FAILED = "failed"  # an error; the run's metrics say which
-    ABANDONED = "abandoned"  # its process died while it ran
 
 
 class AdapterStore:

@@ -43,6 +43,7 @@ from seal_agent.config import SealAgentConfig
 from seal_agent.innerloop import InnerLoop
 from seal_agent.innerloop import mean as _mean
 from seal_agent.journal import Journal, new_id
+from seal_agent.runs import ReportStatus, RunStatus
 from seal_agent.types import (
     FrozenModel,
     Interaction,
@@ -92,7 +93,7 @@ class InteractionResult(FrozenModel):
 class ConsolidationReport(FrozenModel):
     run_id: str | None
     namespace: Namespace
-    status: str  # promoted | gate_rejected | nothing_to_promote | empty | dry_run
+    status: ReportStatus
     reason: str
     interactions: tuple[InteractionResult, ...] = ()
     candidates_tried: int = 0
@@ -118,7 +119,7 @@ class ConsolidationReport(FrozenModel):
 
     @property
     def promoted(self) -> bool:
-        return self.status == "promoted"
+        return self.status is ReportStatus.PROMOTED
 
 
 class ProgressEvent(FrozenModel):
@@ -222,7 +223,7 @@ class Consolidator:
             except BaseException as exc:  # the run is over: say how it ended
                 if self._open_run is not None:
                     self.store.finish_run(
-                        None, self._open_run, "failed", {"error": f"{type(exc).__name__}: {exc}"}
+                        None, self._open_run, RunStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
                     )
                 raise
 
@@ -234,7 +235,7 @@ class Consolidator:
         todo = self.buffered_interactions(ns, max_interactions or cfg.max_interactions)
         if not todo:
             return ConsolidationReport(
-                run_id=None, namespace=ns, status="empty",
+                run_id=None, namespace=ns, status=ReportStatus.EMPTY,
                 reason="the buffer holds nothing to consolidate for this namespace",
                 scorer=self.scorer.name,
             )
@@ -324,7 +325,7 @@ class Consolidator:
         if not winners:
             if not dry_run:
                 self._count_tries(failed_ids)
-            status = "dry_run" if dry_run else "nothing_to_promote"
+            status = ReportStatus.DRY_RUN if dry_run else ReportStatus.NOTHING_TO_PROMOTE
             self._finish(run_id, status, base_report, tokens, started)
             return ConsolidationReport(
                 **base_report, status=status,
@@ -364,14 +365,14 @@ class Consolidator:
             )
             if not dry_run:
                 self._count_tries(failed_ids + [i.id for i, *_ in winners])
-            status = "dry_run" if dry_run else "gate_rejected"
+            status = ReportStatus.DRY_RUN if dry_run else ReportStatus.GATE_REJECTED
             self._finish(run_id, status, metrics, tokens, started)
             return ConsolidationReport(**report, status=status, reason=reason,
                                        tokens_trained=tokens,
                                        seconds=round(time.perf_counter() - started, 2))
         if dry_run:
-            self._finish(run_id, "dry_run", metrics, tokens, started)
-            return ConsolidationReport(**report, status="dry_run",
+            self._finish(run_id, ReportStatus.DRY_RUN, metrics, tokens, started)
+            return ConsolidationReport(**report, status=ReportStatus.DRY_RUN,
                                        reason="the gate would promote this adapter (dry run)",
                                        tokens_trained=tokens,
                                        seconds=round(time.perf_counter() - started, 2))
@@ -404,7 +405,8 @@ class Consolidator:
                 "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 WHERE id = ?",
                 [(i,) for i in failed_ids],
             )
-            self.store.finish_run(conn, run_id, "promoted", {**metrics, "outcome": "promoted"})
+            self.store.finish_run(conn, run_id, RunStatus.PROMOTED,
+                                  {**metrics, "outcome": ReportStatus.PROMOTED})
 
         promoted = self.store.promote(staged, also=commit)
         self._open_run = None
@@ -414,7 +416,7 @@ class Consolidator:
             self.buffer.set_status(moved, MemoryStatus.CONSOLIDATED)
         self._emitter(len(todo), len(todo))("done", message=f"v{promoted.version}")
         return ConsolidationReport(
-            **report, status="promoted",
+            **report, status=ReportStatus.PROMOTED,
             reason=f"recall {recall_before:.3f} -> {recall_after:.3f}" + (
                 f", retention {retention_before:.3f} -> {retention_after:.3f}"
                 if retention_before is not None and retention_after is not None else ""),
@@ -526,12 +528,12 @@ class Consolidator:
                     [(i,) for i in interaction_ids],
                 )
 
-    def _finish(self, run_id: str, outcome: str, metrics: dict[str, Any], tokens: int,
-                started: float) -> None:
+    def _finish(self, run_id: str, outcome: ReportStatus | str, metrics: dict[str, Any],
+                tokens: int, started: float) -> None:
         clean = {k: v for k, v in metrics.items() if k not in ("namespace", "interactions")}
         clean.update(outcome=outcome, tokens_trained=tokens,
                      seconds=round(time.perf_counter() - started, 2))
-        status = _RUN_STATUS.get(outcome, "rejected")
+        status = ReportStatus(outcome).run_status
         self.store.finish_run(None, run_id, status, json.loads(json.dumps(clean, default=str)))
         self._open_run = None
 
@@ -540,13 +542,3 @@ class Consolidator:
             self.progress(ProgressEvent(stage=stage, interaction=n, interactions=total, **fields))
 
         return emit
-
-
-# consolidation_runs.status for each outcome (the outcome itself is kept in metrics)
-_RUN_STATUS = {
-    "promoted": "promoted",
-    "gate_rejected": "rejected",
-    "nothing_to_promote": "rejected",
-    "dry_run": "skipped",
-}
-

@@ -16,6 +16,7 @@ from seal_agent.cli._common import (
     open_agent,
     quiet_libraries,
 )
+from seal_agent.runs import ReportStatus
 
 if TYPE_CHECKING:
     from seal_agent.agent import SealAgent
@@ -128,7 +129,7 @@ def _fmt(value: float | None) -> str:
 
 def _print_report(report: ConsolidationReport) -> None:
     ns = f"{report.namespace.user_id}/{report.namespace.agent_id}"
-    if report.status == "empty":
+    if report.status is ReportStatus.EMPTY:
         console.print(f"{ns}: nothing to consolidate (the buffer is empty)")
         return
     if report.recall is not None:
