@@ -29,9 +29,14 @@ MEANINGS = {
     "A relative path is relative to the current directory; `~` is expanded.",
     "model.name": "Which language model answers and writes self-edits; resolved as in "
     "[Model names](#model-names).",
-    "model.backend": "Registered language-model backend (built in: `transformers`).",
-    "model.dtype": "Weights' dtype. float32 by default: bf16 decoded *slower* at batch 1 on "
-    "CPU in the measurements of FINDINGS.md.",
+    "model.backend": "Registered language-model backend. Built in: `local` (transformers in "
+    "this process; `transformers` is its older name) and `openai` (any OpenAI-compatible "
+    "server at `model.base_url`: vLLM, Ollama, `seal-agent serve`; [backends](backends.md)).",
+    "model.device": "Where the local model and the trainer run. `auto`: `cuda` when torch sees "
+    "a GPU, else `cpu`. `cuda` or `mps` without one is a `ConfigError`.",
+    "model.dtype": "Decoding dtype of the local model. `auto`: float32 on CPU (bf16 decoded "
+    "*slower* at batch 1 there in the measurements of FINDINGS.md), bfloat16 on a GPU. "
+    "Training always loads its own fp32 copy and autocasts to bf16 where faster.",
     "model.threads": "`torch.set_num_threads` (process-wide). Lower it when other work "
     "shares the cores; none keeps torch's choice.",
     "model.cache_dir": "Where a GGUF model's one-time fp32 conversion is cached (default "

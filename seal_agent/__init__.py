@@ -17,7 +17,10 @@ from seal_agent.config import (
 )
 from seal_agent.errors import (
     AdapterNotFoundError,
+    BackendCapabilityError,
     BackendError,
+    BackendResponseError,
+    BackendUnavailableError,
     BufferStoreError,
     ConfigError,
     ConsolidationBusyError,
@@ -38,10 +41,11 @@ from seal_agent.errors import (
     NamespaceNotFoundError,
     SchemaVersionError,
     SealAgentError,
+    UnknownBackendError,
 )
 from seal_agent.journal import Journal
 from seal_agent.models import register_embedder, register_language_model
-from seal_agent.models.base import Embedder, GenerationParams, LanguageModel
+from seal_agent.models.base import Embedder, GenerationParams, LanguageModel, TrainableBase
 from seal_agent.selfedit import Derivation, SelfEditWriter
 from seal_agent.types import (
     DeriveStatus,
@@ -61,7 +65,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AdapterNotFoundError",
     "AgentConfig",
+    "BackendCapabilityError",
     "BackendError",
+    "BackendResponseError",
+    "BackendUnavailableError",
     "Buffer",
     "BufferConfig",
     "BufferStoreError",
@@ -109,6 +116,8 @@ __all__ = [
     "SelfEditConfig",
     "SelfEditFormat",
     "SelfEditWriter",
+    "TrainableBase",
+    "UnknownBackendError",
     "__version__",
     "load_config",
     "register_embedder",

@@ -25,7 +25,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from seal_agent.config import SealAgentConfig, load_config
 from seal_agent.errors import CorruptHomeError, InputTooLongError, MemoryNotFoundError
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from seal_agent.buffer import Buffer
     from seal_agent.consolidation import ConsolidationReport
     from seal_agent.models.base import Embedder, LanguageModel
-    from seal_agent.models.transformers_lm import TransformersLM
     from seal_agent.selfedit import SelfEditWriter
     from seal_agent.worker import DeriveWorker
 
@@ -644,8 +643,8 @@ class SealAgent:
         self.flush()  # derive what is pending first
         consolidator = self.__dict__.get("_consolidator")
         if consolidator is None:
-            consolidator = Consolidator(  # training needs the transformers backend's model
-                self.config, self.journal, policy=cast("TransformersLM", self.lm), store=self.adapters,
+            consolidator = Consolidator(  # training needs local weights: BackendCapabilityError if none
+                self.config, self.journal, policy=self.lm, store=self.adapters,
                 buffer=self.buffer,
             )
             self.__dict__["_consolidator"] = consolidator

@@ -55,27 +55,99 @@ def _expand_user(value: Path | None) -> Path | None:
     return value.expanduser() if value is not None else None
 
 
+LOCAL_BACKENDS = ("local", "transformers")  # "transformers": the local backend's older name
+REMOTE_BACKENDS = ("openai",)
+
+
 class ModelConfig(_Section):
-    """The language model that answers and writes self-edits."""
+    """The language model that answers and writes self-edits.
+
+    ``backend = "local"`` loads it here (transformers); ``"openai"`` talks to
+    any OpenAI-compatible server (vLLM, Ollama, `seal-agent serve`) at
+    ``base_url``. A remote model holds no weights here, so consolidation
+    trains on ``trainer``: the same base weights, loaded locally.
+    """
 
     name: str = Field(
         "smollm2-135m-instruct",
         description="A packaged model alias, a Hugging Face id, or a local path "
-        "(a directory or a .gguf file).",
+        "(a directory or a .gguf file); with a remote backend, the model id the server serves.",
     )
-    backend: str = Field("transformers", description="Registered language-model backend.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="float32 decodes fastest on CPU at batch 1 (measured)."
+    backend: str = Field(
+        "local",
+        description="Registered language-model backend: `local` (transformers, this process) "
+        "or `openai` (an OpenAI-compatible server at `model.base_url`).",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where the local model (and the trainer) runs; auto: cuda if available, else cpu."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Decoding dtype; auto: bfloat16 on a GPU, float32 on CPU (fastest there at "
+        "batch 1, measured). Training loads its own fp32 copy (bf16 autocast where faster).",
     )
     threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's choice.")
     cache_dir: Path | None = Field(
         None, description="Where converted models are cached; default <home>/models."
     )
     max_context: int | None = Field(
-        None, ge=256, description="Cap on the context window; default the model's own."
+        None,
+        ge=256,
+        description="Cap on the context window; default the model's own (remote: the server's "
+        "`max_model_len`, else the trainer's, else 2048).",
+    )
+    base_url: str | None = Field(
+        None,
+        description="Remote backends: the API root, as OpenAI clients take it "
+        "(`http://127.0.0.1:8000/v1`).",
+    )
+    api_key: str | None = Field(
+        None,
+        repr=False,  # a secret: kept out of reprs, logs and public_dict()
+        description="Remote backends: sent as `Authorization: Bearer`; None sends none.",
+    )
+    timeout: float = Field(
+        120.0, gt=0.0, description="Remote backends: seconds to connect, and between bytes of an answer."
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10,
+        description="Remote backends: retries (exponential backoff) after a refused connection, "
+        "a connect timeout, a 429 or a 5xx.",
+    )
+    trainer: str | None = Field(
+        None,
+        description="Remote backends: the same base weights as the served model (packaged alias, "
+        "Hugging Face id or path), loaded locally to train adapters and count tokens. "
+        "None: consolidation is refused.",
     )
 
     _expand_cache_dir = field_validator("cache_dir")(_expand_user)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"model.base_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> ModelConfig:
+        if self.backend in LOCAL_BACKENDS:
+            given = [f"model.{f}" for f in ("base_url", "api_key", "trainer") if getattr(self, f)]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for remote backends; "
+                    f"model.backend is {self.backend!r}, which loads (and trains) the model here. "
+                    "Set model.backend = 'openai' to use a server"
+                )
+        elif self.backend in REMOTE_BACKENDS and self.base_url is None:
+            raise ValueError(
+                f"model.backend {self.backend!r} needs model.base_url "
+                "(e.g. 'http://127.0.0.1:8000/v1')"
+            )
+        return self
 
 
 class EmbedderConfig(_Section):
@@ -405,9 +477,12 @@ class SealAgentConfig(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """The full resolved configuration, JSON-ready (recorded in manifests).
 
-        API keys are secrets: the record keeps only which tenants had one.
+        API keys are secrets: the record keeps only which tenants had one, and
+        whether the model had a key.
         """
         data = self.model_dump(mode="json")
+        if self.model.api_key is not None:
+            data["model"]["api_key"] = "<set>"
         data["serve"]["api_keys"] = {
             f"<key {n}>": tenant for n, tenant in enumerate(self.serve.api_keys.values(), 1)
         }

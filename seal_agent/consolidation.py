@@ -43,7 +43,7 @@ from seal_agent.config import SealAgentConfig
 from seal_agent.innerloop import InnerLoop
 from seal_agent.innerloop import mean as _mean
 from seal_agent.journal import Journal, new_id
-from seal_agent.runs import ReportStatus, RunStatus
+from seal_agent.runs import ReportStatus, RunLedger
 from seal_agent.types import (
     FrozenModel,
     Interaction,
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from seal_agent.adapters import AdapterStore
     from seal_agent.buffer import Buffer
     from seal_agent.memorize import Memorizer
-    from seal_agent.models.transformers_lm import TransformersLM
+    from seal_agent.models.base import LanguageModel, TrainableBase
     from seal_agent.reward import Scorer
     from seal_agent.selfedit import Candidate, SelfEditWriter
     from seal_agent.training import LoraTrainer
@@ -140,9 +140,12 @@ Progress = Callable[[ProgressEvent], None]
 class Consolidator:
     """Runs the reward loop for one namespace at a time.
 
-    The policy model samples candidates (the agent's loaded model is fine);
-    the trainer holds a *separate* copy of the base wrapped with LoRA, so chat
-    keeps working while a consolidation trains.
+    The policy model samples candidates (the agent's loaded model is fine,
+    local or remote); the trainer holds a *separate* copy of the base wrapped
+    with LoRA, so chat keeps working while a consolidation trains. That copy
+    comes from ``base``: the policy's own weights (local backend) or
+    ``model.trainer`` (remote); without one, construction raises
+    ``BackendCapabilityError``.
     """
 
     def __init__(
@@ -150,7 +153,8 @@ class Consolidator:
         config: SealAgentConfig,
         journal: Journal,
         *,
-        policy: TransformersLM,
+        policy: LanguageModel,
+        base: TrainableBase | None = None,
         writer: SelfEditWriter | None = None,
         trainer: LoraTrainer | None = None,
         store: AdapterStore | None = None,
@@ -158,6 +162,7 @@ class Consolidator:
         progress: Progress | None = None,
     ) -> None:
         from seal_agent.adapters import AdapterStore
+        from seal_agent.models import trainable_base
         from seal_agent.reward import make_scorer
         from seal_agent.selfedit import SelfEditWriter
 
@@ -165,13 +170,15 @@ class Consolidator:
         self.cfg = config.consolidation
         self.journal = journal
         self.policy = policy
+        self.base = base or trainable_base(policy, "consolidate")
         self.writer = writer or SelfEditWriter(policy, config.selfedit)
         self._trainer = trainer
         self.store = store or AdapterStore(config.adapters_dir, journal)
+        self.runs = RunLedger(self.store, journal)  # run rows and tries, for both modes
         self.buffer = buffer
         self.progress = progress or (lambda event: None)
         self.scorer: Scorer = make_scorer(
-            self.cfg.scorer, policy.tokenizer, config.agent.system_prompt
+            self.cfg.scorer, self.base.tokenizer, config.agent.system_prompt
         )
 
     @property
@@ -198,7 +205,7 @@ class Consolidator:
         if self._trainer is None:
             from seal_agent.innerloop import build_trainer
 
-            self._trainer = build_trainer(self.config, self.policy)
+            self._trainer = build_trainer(self.config, self.base)
         return self._trainer
 
     # -- the run -------------------------------------------------------------------
@@ -215,17 +222,10 @@ class Consolidator:
         with self.store.lock(user_id, agent_id):
             self.store.cleanup(user_id, agent_id)
             self.store.mark_abandoned_runs()
-            self._open_run: str | None = None
-            try:
+            with self.runs.recording():  # an exception that escapes marks the run failed
                 if self.cfg.mode == "recall":
                     return self.memorizer.run(ns, k or self.cfg.recall_k, max_interactions, dry_run)
                 return self._run_locked(ns, k or self.cfg.k, max_interactions, dry_run)
-            except BaseException as exc:  # the run is over: say how it ended
-                if self._open_run is not None:
-                    self.store.finish_run(
-                        None, self._open_run, RunStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
-                    )
-                raise
 
     def _run_locked(
         self, ns: Namespace, k: int, max_interactions: int | None, dry_run: bool
@@ -239,11 +239,9 @@ class Consolidator:
                 reason="the buffer holds nothing to consolidate for this namespace",
                 scorer=self.scorer.name,
             )
-        run_id = self.store.start_run(
-            ns.user_id, ns.agent_id, {"config": self.config.public_dict(), "pid": os.getpid(),
-                                      "dry_run": dry_run}
+        run_id = self.runs.open(
+            ns, {"config": self.config.public_dict(), "pid": os.getpid(), "dry_run": dry_run}
         )
-        self._open_run = run_id
         version, warnings = self.store.loadable(ns.user_id, ns.agent_id)
         trainer = self.trainer
         start_state = trainer.load(version.path) if version is not None else None
@@ -324,9 +322,9 @@ class Consolidator:
         failed_ids = [r.interaction_id for r in results if r.outcome in ("not_positive", "given_up", "no_candidates")]
         if not winners:
             if not dry_run:
-                self._count_tries(failed_ids)
+                self.runs.count_tries(failed_ids)
             status = ReportStatus.DRY_RUN if dry_run else ReportStatus.NOTHING_TO_PROMOTE
-            self._finish(run_id, status, base_report, tokens, started)
+            self.runs.close(run_id, status, base_report, tokens=tokens, started=started)
             return ConsolidationReport(
                 **base_report, status=status,
                 reason="no candidate raised its probes' score; the memories stay buffered",
@@ -364,14 +362,14 @@ class Consolidator:
                 else f"retention fell by {drop:.3f} (tolerance {cfg.max_retention_drop:.3f})"
             )
             if not dry_run:
-                self._count_tries(failed_ids + [i.id for i, *_ in winners])
+                self.runs.count_tries(failed_ids + [i.id for i, *_ in winners])
             status = ReportStatus.DRY_RUN if dry_run else ReportStatus.GATE_REJECTED
-            self._finish(run_id, status, metrics, tokens, started)
+            self.runs.close(run_id, status, metrics, tokens=tokens, started=started)
             return ConsolidationReport(**report, status=status, reason=reason,
                                        tokens_trained=tokens,
                                        seconds=round(time.perf_counter() - started, 2))
         if dry_run:
-            self._finish(run_id, ReportStatus.DRY_RUN, metrics, tokens, started)
+            self.runs.close(run_id, ReportStatus.DRY_RUN, metrics, tokens=tokens, started=started)
             return ConsolidationReport(**report, status=ReportStatus.DRY_RUN,
                                        reason="the gate would promote this adapter (dry run)",
                                        tokens_trained=tokens,
@@ -401,15 +399,9 @@ class Consolidator:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'consolidated', ?, ?, 0, 1, ?, ?)",
                 [(*row, now, now) for row in new_rows],
             )
-            conn.executemany(
-                "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 WHERE id = ?",
-                [(i,) for i in failed_ids],
-            )
-            self.store.finish_run(conn, run_id, RunStatus.PROMOTED,
-                                  {**metrics, "outcome": ReportStatus.PROMOTED})
+            self.runs.count_tries(failed_ids, conn)
 
-        promoted = self.store.promote(staged, also=commit)
-        self._open_run = None
+        promoted = self.runs.promote(staged, run_id, metrics, also=commit)
         if self.buffer is not None:
             # The journal is already right; a crash here leaves only status drift,
             # which SealAgent.reconcile() repairs.
@@ -518,24 +510,6 @@ class Consolidator:
                     for j, r in enumerate(rows)
                 ],
             )
-
-    def _count_tries(self, interaction_ids: Sequence[str]) -> None:
-        if interaction_ids:
-            with self.journal.transaction() as conn:
-                conn.executemany(
-                    "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 "
-                    "WHERE id = ?",
-                    [(i,) for i in interaction_ids],
-                )
-
-    def _finish(self, run_id: str, outcome: ReportStatus | str, metrics: dict[str, Any],
-                tokens: int, started: float) -> None:
-        clean = {k: v for k, v in metrics.items() if k not in ("namespace", "interactions")}
-        clean.update(outcome=outcome, tokens_trained=tokens,
-                     seconds=round(time.perf_counter() - started, 2))
-        status = ReportStatus(outcome).run_status
-        self.store.finish_run(None, run_id, status, json.loads(json.dumps(clean, default=str)))
-        self._open_run = None
 
     def _emitter(self, n: int, total: int) -> Callable[..., None]:
         def emit(stage: str, **fields: Any) -> None:

@@ -19,14 +19,19 @@ and, where a builtin fits, from that builtin too, so callers can catch either::
     ├── ModelError (RuntimeError)
     │   ├── ModelNotFoundError (FileNotFoundError)
     │   └── ModelLoadError                  found, but transformers could not load it
-    ├── BackendError (LookupError)          unknown or duplicate backend name
+    ├── BackendError                        a model backend cannot be used as asked
+    │   ├── UnknownBackendError (LookupError)   a backend name nobody registered
+    │   ├── BackendCapabilityError          the backend cannot do this (train, score, format);
+    │   │                                   the message names the setting that enables it
+    │   ├── BackendUnavailableError (ConnectionError)  a server that did not answer, after retries
+    │   └── BackendResponseError            a server that answered with an error or a bad body
     ├── BufferStoreError (RuntimeError)     the vector store failed
     └── ConsolidationError (RuntimeError)
         ├── ConsolidationBusyError          another process consolidates this namespace
         ├── AdapterNotFoundError (LookupError)
         └── CorruptAdapterError             files missing or checksums that do not match
 
-Foreign exceptions (sqlite3, chromadb, transformers) are mapped at the edge
+Foreign exceptions (sqlite3, chromadb, transformers, httpx) are mapped at the edge
 with ``raise ... from exc`` so the cause stays visible.
 """
 
@@ -34,7 +39,10 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterNotFoundError",
+    "BackendCapabilityError",
     "BackendError",
+    "BackendResponseError",
+    "BackendUnavailableError",
     "BufferStoreError",
     "ConfigError",
     "ConsolidationBusyError",
@@ -55,6 +63,7 @@ __all__ = [
     "NamespaceNotFoundError",
     "SchemaVersionError",
     "SealAgentError",
+    "UnknownBackendError",
 ]
 
 
@@ -122,8 +131,41 @@ class ModelLoadError(ModelError):
     """The model was found but could not be loaded."""
 
 
-class BackendError(SealAgentError, LookupError):
-    """An unknown backend name, or a second registration under one name."""
+class BackendError(SealAgentError):
+    """A model backend cannot be used as asked (a bad registration, a missing
+    capability, a server that failed)."""
+
+
+class UnknownBackendError(BackendError, LookupError):
+    """A backend name that nobody registered."""
+
+
+class BackendCapabilityError(BackendError):
+    """The configured backend cannot do this; the message says what to configure.
+
+    A remote backend generates text but holds no weights, so training adapters
+    (consolidation, policy training, the inner loop) needs ``model.trainer``.
+    """
+
+    def __init__(self, message: str, *, backend: str = "", capability: str = "") -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.capability = capability
+
+
+class BackendUnavailableError(BackendError, ConnectionError):
+    """The server could not be reached (refused, timed out) after the configured retries."""
+
+
+class BackendResponseError(BackendError):
+    """The server answered with an error status, or with a body that is not what the API says.
+
+    ``status_code`` is the HTTP status (None for an unreadable body or a streamed error).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class BufferStoreError(SealAgentError, RuntimeError):

@@ -23,6 +23,7 @@ from seal_agent.types import SelfEditFormat
 
 if TYPE_CHECKING:
     from seal_agent.config import ConsolidationConfig, SealAgentConfig
+    from seal_agent.models.base import LanguageModel, TrainableBase
     from seal_agent.reward import Scorer
     from seal_agent.selfedit import Candidate, Directive
     from seal_agent.training import LoraTrainer, TrainSettings
@@ -151,26 +152,31 @@ class InnerLoop:
         )
 
 
-def build_trainer(config: SealAgentConfig, lm: Any) -> LoraTrainer:
+def build_trainer(config: SealAgentConfig, lm: LanguageModel | TrainableBase) -> LoraTrainer:
     """A second copy of the base (fast from the safetensors cache), LoRA-wrapped once,
-    so the loaded model keeps serving while this one trains."""
-    from transformers import AutoModelForCausalLM
+    so the loaded model keeps serving while this one trains.
 
+    ``lm`` is the agent's model or its trainable base (``models.trainable_base``);
+    a remote model without ``model.trainer`` raises ``BackendCapabilityError``.
+    """
+    from seal_agent.models import trainable_base
     from seal_agent.training import LoraSettings, LoraTrainer
 
-    base = AutoModelForCausalLM.from_pretrained(lm.source)
+    base = trainable_base(lm, "train adapters")
     cfg = config.consolidation
-    return LoraTrainer(base, lm.tokenizer, LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha))
+    return LoraTrainer(base.load_base(), base.tokenizer, LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha))
 
 
 def build_inner_loop(
-    config: SealAgentConfig, lm: Any, trainer: LoraTrainer | None = None
+    config: SealAgentConfig, lm: LanguageModel | TrainableBase, trainer: LoraTrainer | None = None
 ) -> InnerLoop:
     """The inner loop with the configured scorer, on ``trainer`` or a new one."""
+    from seal_agent.models import trainable_base
     from seal_agent.reward import make_scorer
 
-    scorer = make_scorer(config.consolidation.scorer, lm.tokenizer, config.agent.system_prompt)
+    base = trainable_base(lm, "run the inner loop")
+    scorer = make_scorer(config.consolidation.scorer, base.tokenizer, config.agent.system_prompt)
     return InnerLoop(
-        trainer or build_trainer(config, lm), scorer, config.consolidation,
+        trainer or build_trainer(config, base), scorer, config.consolidation,
         system_prompt=config.agent.system_prompt,
     )

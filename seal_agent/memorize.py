@@ -150,7 +150,7 @@ class Memorizer:
                                       agent.memory_footer, memories)
         messages = [Message(role="system", content=system).model_dump(),
                     Message(role="user", content=question).model_dump()]
-        return str(self.cons.policy.tokenizer.apply_chat_template(
+        return str(self.cons.base.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True))
 
     def answers(self, prompts: Sequence[str], batch: int = 16) -> list[str]:
@@ -161,7 +161,7 @@ class Memorizer:
         ctx = int(getattr(model.config, "max_position_embeddings", 2048))
         out: list[str] = []
         for start in range(0, len(prompts), batch):
-            out += generate(model, self.cons.policy.tokenizer, list(prompts[start : start + batch]),
+            out += generate(model, self.cons.base.tokenizer, list(prompts[start : start + batch]),
                             _ANSWER, ctx)
         return out
 
@@ -186,10 +186,9 @@ class Memorizer:
             return ConsolidationReport(
                 run_id=None, namespace=ns, status="empty", scorer="recall",
                 reason="the buffer holds nothing to consolidate for this namespace")
-        run_id = cons.store.start_run(ns.user_id, ns.agent_id, {
+        run_id = cons.runs.open(ns, {
             "config": self.config.public_dict(), "pid": os.getpid(), "dry_run": dry_run,
             "mode": "recall"})
-        cons._open_run = run_id
         emit = self._emit
         emit("probes", message=f"{len(todo)} memories")
         new, uncheckable = self._probes(ns, todo)
@@ -309,7 +308,7 @@ class Memorizer:
         them once per memory home saves each run ~10 s of decoding.
         """
         key = hashlib.sha256(json.dumps(
-            [self.config.model.name, str(self.cons.policy.source), _ANSWER.model_dump(), list(prompts)]
+            [self.config.model.name, str(self.cons.base.source), _ANSWER.model_dump(), list(prompts)]
         ).encode()).hexdigest()[:16]
         path = self.config.model_cache_dir / f"base-answers-{key}.json"
         try:
@@ -365,7 +364,7 @@ class Memorizer:
 
         if len(trained) == 1:
             return {m.id: 0 for m in new}
-        scorer = LoglikScorer(self.cons.policy.tokenizer, self.config.agent.system_prompt)
+        scorer = LoglikScorer(self.cons.base.tokenizer, self.config.agent.system_prompt)
         loglik: list[dict[str, float]] = []
         for t in trained:
             self.cons.trainer.reset(t.state)
@@ -520,10 +519,8 @@ class Memorizer:
             conn.executemany("UPDATE interactions SET consolidation_tries = "
                              "consolidation_tries + 1 WHERE id = ?", [(i,) for i in failed])
             self.facts.record(conn, records, o.ns.user_id, o.ns.agent_id, o.run_id)
-            cons.store.finish_run(conn, o.run_id, "promoted", {**metrics, "outcome": "promoted"})
 
-        promoted = cons.store.promote(staged, also=commit)
-        cons._open_run = None
+        promoted = cons.runs.promote(staged, o.run_id, metrics, also=commit)
         if cons.buffer is not None:  # the journal is right already; reconcile repairs a crash here
             cons.buffer.set_status(drain, drain_status)
             cons.buffer.set_status(back, MemoryStatus.BUFFERED)
@@ -543,8 +540,9 @@ class Memorizer:
         if not dry_run:
             if records:
                 self.facts.record_now(records, o.ns.user_id, o.ns.agent_id, o.run_id)
-            cons._count_tries([i.id for i in failed])
-        cons._finish(o.run_id, status, {**o.metrics(), "reason": reason}, o.tokens, o.started)
+            cons.runs.count_tries([i.id for i in failed])
+        cons.runs.close(o.run_id, status, {**o.metrics(), "reason": reason}, tokens=o.tokens,
+                        started=o.started)
         return ConsolidationReport(**o.report_fields(), status=status, reason=reason)
 
     def _emit(self, stage: str, **fields: Any) -> None:

@@ -90,8 +90,9 @@ class LoglikScorer(_ChatFormat):
             spans.append((len(prompt_ids), len(prompt_ids) + len(answer_ids)))
         width = max(len(r) for r in rows)
         pad = tok.pad_token_id
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        device = next(model.parameters()).device  # cpu, or the GPU the trainer runs on
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
         with torch.inference_mode():
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)

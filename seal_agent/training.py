@@ -21,6 +21,8 @@ Throughput comes from four choices, each measured on 2 CPU cores
 * Matrix products run in bf16 only where this CPU multiplies bf16 faster than
   fp32: some do (AMD Zen 4: 2.3x), some do not (Xeon without AMX: 0.5x), so the
   default probes it once per process. LoRA weights and AdamW state stay fp32.
+  On a GPU the trainer follows the base model's device: autocast there, bf16
+  when the GPU supports it.
 
 Fewer, larger batches raise tokens/s but take fewer optimizer steps: on ~40
 self-edit lines, ``batch_tokens=256`` ran 14% slower than 2048 yet took 5x
@@ -104,8 +106,8 @@ class TrainSettings(FrozenModel):
     weight_decay: float = Field(0.0, ge=0.0)
     bf16: bool | None = Field(
         None,
-        description="bf16 autocast for the matrix products; None: only if this CPU "
-        "multiplies bf16 faster than fp32 (probed once per process).",
+        description="bf16 autocast for the matrix products; None: on CPU only if it "
+        "multiplies bf16 faster than fp32 (probed once per process), on CUDA if it supports bf16.",
     )
     seed: int | None = Field(0, description="Seeds batch order and dropout; None: not seeded.")
 
@@ -188,6 +190,17 @@ def bf16_is_faster() -> bool:
     return best(a.bfloat16(), b.bfloat16()) < 0.9 * best(a, b)  # 10% margin: autocast costs casts
 
 
+def _bf16_default(device_type: str) -> bool:
+    """bf16 autocast by default: on CPU where measured faster, on CUDA where supported."""
+    if device_type == "cpu":
+        return bf16_is_faster()
+    if device_type == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_bf16_supported())
+    return False  # mps: autocast to bf16 is not supported everywhere
+
+
 class LoraTrainer:
     """One base model, wrapped with PEFT once, trained again and again.
 
@@ -238,6 +251,8 @@ class LoraTrainer:
         self._bool_mask = impl == "sdpa"  # eager adds the mask to the scores: it must be float
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._hidden = int(getattr(base.config, "hidden_size"))  # noqa: B009  # untyped config
+        # the base's device decides where batches go and which autocast runs (cpu, cuda, mps)
+        self.device = next(iter(self._params.values())).device
 
     # -- the adapter -----------------------------------------------------------------
     @property
@@ -269,10 +284,14 @@ class LoraTrainer:
             if state is None:
                 gen = torch.Generator().manual_seed(seed) if seed is not None else None
                 for key, param in self._params.items():
-                    if ".lora_A." in key:
-                        torch.nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=gen)
-                    else:
+                    if ".lora_A." not in key:
                         param.zero_()
+                    elif param.device.type == "cpu":
+                        torch.nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=gen)
+                    else:  # a CPU generator draws on CPU: the same numbers on every device
+                        draw = torch.empty(param.shape, dtype=param.dtype)
+                        torch.nn.init.kaiming_uniform_(draw, a=math.sqrt(5), generator=gen)
+                        param.copy_(draw)
                 return
             missing = self._params.keys() - state.keys()
             extra = state.keys() - self._params.keys()
@@ -341,7 +360,8 @@ class LoraTrainer:
 
         settings = settings or TrainSettings()
         started = time.perf_counter()
-        bf16 = bf16_is_faster() if settings.bf16 is None else settings.bf16
+        device = self.device
+        bf16 = _bf16_default(device.type) if settings.bf16 is None else settings.bf16
 
         # data: tokenize once, pack into rows once; rows are reshuffled into batches per epoch
         if sequences and not isinstance(sequences, str) and any(
@@ -378,8 +398,8 @@ class LoraTrainer:
                         for group in optimizer.param_groups:
                             group["lr"] = lr
                         # forward and loss; bf16 products under autocast, LoRA weights stay fp32
-                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                            loss, n_targets = self._batch_loss(rows.select(batch_rows), bf16)
+                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                            loss, n_targets = self._batch_loss(rows.select(batch_rows).to(device), bf16)
                         loss.backward()  # grads reach only the LoRA tensors
                         if settings.grad_clip is not None:  # one global norm, no sync to Python
                             torch.nn.utils.clip_grad_norm_(params, settings.grad_clip, foreach=True)
@@ -498,12 +518,12 @@ class LoraTrainer:
         import torch
 
         n, length = batch.ids.shape
-        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        causal = torch.ones(length, length, dtype=torch.bool, device=batch.ids.device).tril()
         # block-diagonal causal mask: a token sees earlier tokens of its own sequence only
         mask = (batch.seg[:, :, None] == batch.seg[:, None, :]) & causal
         mask = mask[:, None]  # (rows, 1, length, length): one mask for all heads
         if not self._bool_mask:
-            mask = torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, torch.finfo(torch.float32).min)
         targets = batch.targets.reshape(-1)
         keep = (targets != -100).nonzero().squeeze(1)  # padding, sequence ends, prompts leave here
         token_weights = None if batch.weights is None else batch.weights.reshape(-1).index_select(0, keep)
@@ -611,6 +631,14 @@ class _Rows:
         weights = None if self.weights is None else self.weights.index_select(0, rows)
         return _Rows(ids, pos, seg, targets, tokens=0, weights=weights)
 
+    def to(self, device: Any) -> _Rows:
+        """These rows on ``device`` (themselves on CPU: packing happens there)."""
+        if device.type == "cpu":
+            return self
+        ids, pos, seg, targets = (t.to(device) for t in (self.ids, self.pos, self.seg, self.targets))
+        weights = None if self.weights is None else self.weights.to(device)
+        return _Rows(ids, pos, seg, targets, tokens=self.tokens, weights=weights)
+
 
 # -- the LoRA layers while training ---------------------------------------------------------
 def _fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -671,10 +699,11 @@ def _make_head_loss() -> Any:
             w = weight.detach().to(dtype)  # frozen: a bf16 copy when bf16, else the weight itself
             # one logits buffer for every chunk and no temporaries of its size: fresh large
             # allocations cost page faults, measured at a fifth of a step's time on this VM
-            logits = torch.empty(min(n, HEAD_CHUNK), w.shape[0], dtype=torch.float32)
-            grad = torch.empty(hidden.shape, dtype=torch.float32)
-            total = torch.zeros((), dtype=torch.float32)
-            with torch.autocast("cpu", enabled=False):  # dtypes are chosen here, not by autocast
+            device = hidden.device
+            logits = torch.empty(min(n, HEAD_CHUNK), w.shape[0], dtype=torch.float32, device=device)
+            grad = torch.empty(hidden.shape, dtype=torch.float32, device=device)
+            total = torch.zeros((), dtype=torch.float32, device=device)
+            with torch.autocast(device.type, enabled=False):  # dtypes are chosen here, not by autocast
                 for start in range(0, n, HEAD_CHUNK):
                     h = hidden[start : start + HEAD_CHUNK].detach()
                     t = targets[start : start + HEAD_CHUNK, None]

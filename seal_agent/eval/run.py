@@ -10,7 +10,7 @@ import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -43,10 +43,6 @@ SQUAD_METRICS = [
     ("f1", "F1 %", 100.0),
     ("contains", "contains %", 100.0),
 ]
-
-if TYPE_CHECKING:
-    from seal_agent.models.transformers_lm import TransformersLM
-
 
 def progress_bar(console: Console | None = None) -> Progress:
     return Progress(
@@ -139,8 +135,8 @@ def run_squad(
 
     with progress_bar(console) as bar:
         task = bar.add_task("squad", total=len(passages), stage="loading")
-        ev = SquadEval(  # trains through the transformers backend's model
-            config, cast("TransformersLM", lm), inner, writer, settings, policy_writer=policy_writer,
+        ev = SquadEval(
+            config, lm, inner, writer, settings, policy_writer=policy_writer,
             teacher_edits=teacher, stage=lambda s: bar.update(task, stage=s),
         )
         if sequential:

@@ -42,7 +42,7 @@ from seal_agent.types import Interaction, InteractionKind, Message, Namespace, S
 if TYPE_CHECKING:
     from seal_agent.config import SealAgentConfig
     from seal_agent.innerloop import InnerLoop
-    from seal_agent.models.transformers_lm import TransformersLM
+    from seal_agent.models.base import LanguageModel
     from seal_agent.selfedit import Candidate, SelfEditWriter
 
 __all__ = ["CONDITIONS", "SquadEval", "SquadSettings", "parse_teacher_edit"]
@@ -91,7 +91,7 @@ class SquadEval:
     def __init__(
         self,
         config: SealAgentConfig,
-        lm: TransformersLM,
+        lm: LanguageModel,
         inner: InnerLoop,
         writer: SelfEditWriter,
         settings: SquadSettings,
@@ -110,7 +110,7 @@ class SquadEval:
         self.policy_writer = policy_writer
         self.teacher_edits = teacher_edits or {}
         self.answerer = QualityScorer(
-            lm.tokenizer, config.agent.system_prompt, max_new_tokens=settings.max_new_tokens
+            inner.trainer.tokenizer, config.agent.system_prompt, max_new_tokens=settings.max_new_tokens
         )
         self.stage = stage or (lambda name: None)
 

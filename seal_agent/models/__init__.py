@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from seal_agent.errors import BackendError
+from seal_agent.errors import BackendCapabilityError, BackendError, UnknownBackendError
 
 if TYPE_CHECKING:
     from seal_agent.config import SealAgentConfig
-    from seal_agent.models.base import Embedder, LanguageModel
+    from seal_agent.models.base import Embedder, LanguageModel, TrainableBase
 
 __all__ = [
     "quiet_model_loading",
@@ -23,6 +23,9 @@ __all__ = [
     "register_embedder",
     "register_language_model",
     "registered",
+    "resolve_device",
+    "resolve_dtype",
+    "trainable_base",
 ]
 
 _LANGUAGE_MODELS: dict[str, str] = {}
@@ -80,7 +83,7 @@ def _resolve(table: dict[str, str], kind: str, name: str) -> Any:
     try:
         target = table[name]
     except KeyError:
-        raise BackendError(
+        raise UnknownBackendError(
             f"unknown {kind} backend {name!r}; registered: {', '.join(sorted(table))}"
         ) from None
     module_name, _, attr = target.partition(":")
@@ -97,5 +100,58 @@ def build_embedder(config: SealAgentConfig) -> Embedder:
     return cls.from_config(config)
 
 
+def trainable_base(lm: Any, purpose: str = "train adapters") -> TrainableBase:
+    """The local trainable copy of ``lm``'s base weights, for ``purpose``.
+
+    The local backend is its own base. A remote backend has one when
+    ``model.trainer`` is set (its ``trainer`` attribute); otherwise this
+    raises :class:`BackendCapabilityError` naming that setting, so a missing
+    capability never surfaces as an ``AttributeError`` deep in training code.
+    """
+    from seal_agent.models.base import TrainableBase
+
+    if isinstance(lm, TrainableBase):
+        return lm
+    base = getattr(lm, "trainer", None)
+    if isinstance(base, TrainableBase):
+        return base
+    backend = str(getattr(lm, "backend", type(lm).__name__))
+    raise BackendCapabilityError(
+        f"cannot {purpose}: the language model {getattr(lm, 'name', lm)!r} (backend {backend!r}) "
+        "has no local weights to train. Set model.trainer to the same base weights the server "
+        "serves (a packaged alias, a Hugging Face id or a local path), or use model.backend = 'local'",
+        backend=backend,
+        capability=purpose,
+    )
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is cuda when torch sees a GPU, else cpu; an explicit choice is checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from seal_agent.errors import ConfigError
+
+        raise ConfigError("model.device is 'cuda' but torch sees no CUDA GPU (set 'auto' or 'cpu')")
+    if device == "mps" and not torch.backends.mps.is_available():
+        from seal_agent.errors import ConfigError
+
+        raise ConfigError("model.device is 'mps' but torch sees no Apple GPU (set 'auto' or 'cpu')")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto``: bfloat16 on a GPU, float32 on CPU (faster there for batch-1 decoding)."""
+    if dtype != "auto":
+        return dtype
+    return "float32" if device == "cpu" else "bfloat16"
+
+
+# "local" is the local transformers backend; "transformers" is its older name, kept so
+# that existing config files still load.
+register_language_model("local", "seal_agent.models.transformers_lm:TransformersLM")
 register_language_model("transformers", "seal_agent.models.transformers_lm:TransformersLM")
+register_language_model("openai", "seal_agent.models.remote:RemoteLM")
 register_embedder("sentence-transformers", "seal_agent.models.embedder:SentenceTransformerEmbedder")

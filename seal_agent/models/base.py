@@ -1,20 +1,36 @@
-"""The two model seams: a language model and an embedder.
+"""The model seams, split by what a backend can do.
 
-Kept small on purpose: an OpenAI-compatible HTTP backend needs only to send
-messages to ``/v1/chat/completions`` and prompts to ``/v1/completions`` to be
-a :class:`LanguageModel`; the agent never sees torch.
+* :class:`LanguageModel`: generate (chat, raw completion) and, optionally,
+  stream. Every backend can: an OpenAI-compatible server needs only
+  ``/v1/chat/completions`` and ``/v1/completions``; the agent never sees torch.
+* :class:`TrainableBase`: a local copy of the base weights, its tokenizer and
+  a device. Training adapters (consolidation, the inner loop, policy
+  training, eval) and scoring log-likelihood run on it. The local backend is
+  one; a remote backend has one only when ``model.trainer`` names the same
+  base weights. :func:`seal_agent.models.trainable_base` finds it or raises
+  :class:`~seal_agent.errors.BackendCapabilityError`.
+* :class:`Embedder`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seal_agent.text import normalize
 from seal_agent.types import Message
 
-__all__ = ["AdapterRef", "Embedder", "GenerationParams", "LanguageModel", "GREEDY"]
+__all__ = [
+    "AdapterRef",
+    "Embedder",
+    "GenerationParams",
+    "LanguageModel",
+    "GREEDY",
+    "TrainableBase",
+    "cut_at_stops",
+]
 
 
 class AdapterRef(BaseModel):
@@ -89,6 +105,48 @@ class LanguageModel(Protocol):
     ) -> list[str]:
         """Continue raw prompts (few-shot completion), batched where the backend can."""
         ...
+
+
+@runtime_checkable
+class TrainableBase(Protocol):
+    """A local, trainable copy of the base model (capability: train adapters, score).
+
+    LoRA adapters only fit the weights they were trained on, so this must be
+    the same base that generates (for a remote backend: the served weights).
+    """
+
+    name: str
+    source: str  # the folder the weights load from (recorded in caches and manifests)
+    tokenizer: Any  # a transformers tokenizer with the model's chat template
+
+    @property
+    def device(self) -> str:
+        """torch device type the base trains on: ``cpu``, ``cuda`` or ``mps``."""
+        ...
+
+    def load_base(self) -> Any:
+        """A fresh fp32 copy of the base (a transformers causal LM) on :attr:`device`,
+        for a trainer to wrap with LoRA; the copy that generates is left alone."""
+        ...
+
+
+def cut_at_stops(text: str, stops: Sequence[str], repeated_line: bool) -> str:
+    """Apply the stop rules to a finished text (decoding may only have stopped early)."""
+    for stop in stops:
+        idx = text.find(stop)
+        if idx >= 0:
+            text = text[:idx]
+    if repeated_line:
+        seen: set[str] = set()
+        kept = []
+        for line in text.split("\n"):
+            key = normalize(line.lstrip("-*• "))
+            if key and key in seen:
+                break
+            seen.add(key)
+            kept.append(line)
+        text = "\n".join(kept)
+    return text.strip()
 
 
 @runtime_checkable

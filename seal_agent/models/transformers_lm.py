@@ -1,10 +1,12 @@
 """The local language model: any transformers causal LM, the packaged
 SmolLM2-135M-Instruct by default.
 
-Decoding runs in fp32 by default: on 2 CPU cores bf16 was measured *slower*
-for batch-1 decoding although bf16 matrix products are faster (FINDINGS).
-Training (consolidation) reuses ``.model`` and ``.tokenizer`` of the same
-loaded instance instead of loading the base again.
+Decoding runs in fp32 on CPU by default: on 2 CPU cores bf16 was measured
+*slower* for batch-1 decoding although bf16 matrix products are faster
+(FINDINGS); on a GPU ``dtype = "auto"`` decodes in bf16. Training
+(consolidation) reuses ``.tokenizer`` and loads a second fp32 copy of the base
+through :meth:`TransformersLM.load_base`; :class:`LocalBase` is that
+capability alone, for a remote backend's ``model.trainer``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from seal_agent.errors import InputTooLongError, ModelLoadError
-from seal_agent.models.base import GREEDY, AdapterRef, GenerationParams
+from seal_agent.models.base import GREEDY, AdapterRef, GenerationParams, cut_at_stops
 from seal_agent.models.packaged import prepare_language_model, resolve_language_model
 from seal_agent.text import normalize
 from seal_agent.types import Message
@@ -23,11 +25,84 @@ from seal_agent.types import Message
 if TYPE_CHECKING:
     from seal_agent.config import SealAgentConfig
 
-__all__ = ["TransformersLM"]
+__all__ = ["LocalBase", "TransformersLM", "load_base_model"]
+
+
+def _load_tokenizer(name: str, source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"could not load the tokenizer of model {name!r} from {source}: {exc}. Offline, use "
+            "a local folder, a .gguf file, or the packaged default 'smollm2-135m-instruct'"
+        ) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(
+            f"model {name!r} has no chat template; seal-agent needs an instruct/chat model"
+        )
+    return tokenizer
+
+
+def load_base_model(source: str, device: str) -> Any:
+    """A fresh fp32 copy of the base on ``device``, for a LoRA trainer.
+
+    fp32 master weights on every device: training autocasts its products to
+    bf16 where that is faster, and LoRA weights and optimizer state stay fp32.
+    On CPU this is exactly the load the trainer always did.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model: Any = AutoModelForCausalLM.from_pretrained(source)
+    return model if device == "cpu" else model.to(device)
+
+
+class LocalBase:
+    """The trainable capability alone: a tokenizer, a source folder, a device.
+
+    A remote backend's ``model.trainer``: the served model's base weights,
+    loaded here only when something trains (no decoding copy is kept).
+    """
+
+    def __init__(self, name: str, source: str, *, device: str = "cpu") -> None:
+        self.name = name
+        self.source = source
+        self._device = device
+        self.tokenizer = _load_tokenizer(name, source)
+
+    @classmethod
+    def from_config(cls, config: SealAgentConfig) -> LocalBase:
+        from seal_agent.errors import ConfigError
+        from seal_agent.models import resolve_device
+
+        if config.model.trainer is None:
+            raise ConfigError("model.trainer is not set")
+        resolved = resolve_language_model(config.model.trainer)
+        source = prepare_language_model(resolved, config.model_cache_dir)
+        return cls(config.model.trainer, source, device=resolve_device(config.model.device))
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def context_length(self) -> int:
+        from transformers import AutoConfig
+
+        own = getattr(AutoConfig.from_pretrained(self.source), "max_position_embeddings", None)
+        return int(own or 2048)
+
+    def load_base(self) -> Any:
+        return load_base_model(self.source, self._device)
 
 
 class TransformersLM:
     """A transformers model and its tokenizer, loaded once per process."""
+
+    backend = "local"
 
     def __init__(
         self,
@@ -37,29 +112,26 @@ class TransformersLM:
         dtype: str = "float32",
         threads: int | None = None,
         max_context: int | None = None,
+        device: str = "cpu",
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         if threads:
             torch.set_num_threads(threads)
         self.name = name
         self.source = source
+        self._device = device
+        self.tokenizer = _load_tokenizer(name, source)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+            model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
         except OSError as exc:
             raise ModelLoadError(
                 f"could not load model {name!r} from {source}: {exc}. Offline, use a local "
                 "folder, a .gguf file, or the packaged default 'smollm2-135m-instruct'"
             ) from exc
+        self.model = model if device == "cpu" else model.to(device)
         self.model.eval()
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ModelLoadError(
-                f"model {name!r} has no chat template; seal-agent needs an instruct/chat model"
-            )
         own = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
         self._context_length = min(own, max_context) if max_context else own
         # Sampling seeds touch torch's global RNG; keep seeded calls apart.
@@ -72,15 +144,29 @@ class TransformersLM:
 
     @classmethod
     def from_config(cls, config: SealAgentConfig) -> TransformersLM:
+        from seal_agent.models import resolve_device, resolve_dtype
+
         resolved = resolve_language_model(config.model.name)
         source = prepare_language_model(resolved, config.model_cache_dir)
+        device = resolve_device(config.model.device)
         return cls(
             config.model.name,
             source,
-            dtype=config.model.dtype,
+            dtype=resolve_dtype(config.model.dtype, device),
             threads=config.model.threads,
             max_context=config.model.max_context,
+            device=device,
         )
+
+    # -- the trainable capability (models.base.TrainableBase) ----------------------------
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def load_base(self) -> Any:
+        """A second copy of the base (fast from the safetensors cache), so this one keeps
+        serving while the copy trains."""
+        return load_base_model(self.source, self._device)
 
     # -- sizes ---------------------------------------------------------------
     @property
@@ -163,6 +249,7 @@ class TransformersLM:
 
         tok = self.tokenizer
         enc = tok([self.format_chat(messages)], return_tensors="pt", add_special_tokens=False)
+        enc = enc.to(self.model.device)
         prompt_len = enc["input_ids"].shape[1]
         kwargs = _generate_kwargs(tok, params, self.context_length - prompt_len, prompt_len)
         cancel = threading.Event()
@@ -232,6 +319,7 @@ def generate(
     tok = tokenizer
     tok.padding_side = "left"  # batched decoding needs the prompts right-aligned
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = enc.to(model.device)  # a no-op on CPU
     prompt_len = enc["input_ids"].shape[1]
     kwargs = _generate_kwargs(tok, params, context_length - prompt_len, prompt_len)
     criteria = _StopCriteria(tok, prompt_len, params.stop, params.stop_on_repeated_line)
@@ -245,7 +333,7 @@ def generate(
         else:
             out = model.generate(**enc, **kwargs)
     texts = tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
-    return [_cut(t, params.stop, params.stop_on_repeated_line) for t in texts]
+    return [cut_at_stops(t, params.stop, params.stop_on_repeated_line) for t in texts]
 
 
 def _generate_kwargs(
@@ -265,25 +353,6 @@ def _generate_kwargs(
         kwargs["temperature"] = params.temperature
         kwargs["top_p"] = params.top_p
     return kwargs
-
-
-def _cut(text: str, stops: Sequence[str], repeated_line: bool) -> str:
-    """Apply the stop rules to a finished text (the criteria only stop early)."""
-    for stop in stops:
-        idx = text.find(stop)
-        if idx >= 0:
-            text = text[:idx]
-    if repeated_line:
-        seen: set[str] = set()
-        kept = []
-        for line in text.split("\n"):
-            key = normalize(line.lstrip("-*• "))
-            if key and key in seen:
-                break
-            seen.add(key)
-            kept.append(line)
-        text = "\n".join(kept)
-    return text.strip()
 
 
 class _StopCriteria:

@@ -185,7 +185,8 @@ class PolicyTrainer:
 
     ``policy_trainer`` holds the policy (samples and is updated);
     ``inner_trainer`` is the inner loop's scratch adapter (the memory side).
-    Both are built from ``lm.source`` when not given.
+    Both are built from ``lm``'s trainable base when not given (the local model, or
+    ``model.trainer`` for a remote one; ``BackendCapabilityError`` without either).
     """
 
     def __init__(
@@ -200,24 +201,24 @@ class PolicyTrainer:
         inner_trainer: LoraTrainer | None = None,
         progress: Progress | None = None,
     ) -> None:
+        from seal_agent.models import trainable_base
         from seal_agent.reward import make_scorer
 
         self.config = config
         self.store = store
         self.lm = lm
+        self.base = trainable_base(lm, "train a self-edit policy")
         self.scope = scope
         self.runs_dir = runs_dir or config.home / "policy-runs"
         self.progress = progress or (lambda event: None)
         self._ptrainer = policy_trainer
         self._itrainer = inner_trainer
-        self.scorer = make_scorer(config.consolidation.scorer, lm.tokenizer, config.agent.system_prompt)
+        self.scorer = make_scorer(config.consolidation.scorer, self.base.tokenizer, config.agent.system_prompt)
         self._before: dict[str, float] = {}
 
     # -- parts built on first use ---------------------------------------------------------
     def _base_copy(self) -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.lm.source)
+        return self.base.load_base()
 
     @property
     def policy_trainer(self) -> LoraTrainer:
@@ -226,7 +227,7 @@ class PolicyTrainer:
 
             pc = self.config.policy
             self._ptrainer = LoraTrainer(
-                self._base_copy(), self.lm.tokenizer, LoraSettings(r=pc.lora_r, alpha=pc.lora_alpha)
+                self._base_copy(), self.base.tokenizer, LoraSettings(r=pc.lora_r, alpha=pc.lora_alpha)
             )
         return self._ptrainer
 
@@ -237,7 +238,7 @@ class PolicyTrainer:
 
             cc = self.config.consolidation
             self._itrainer = LoraTrainer(
-                self._base_copy(), self.lm.tokenizer, LoraSettings(r=cc.lora_r, alpha=cc.lora_alpha)
+                self._base_copy(), self.base.tokenizer, LoraSettings(r=cc.lora_r, alpha=cc.lora_alpha)
             )
         if getattr(self, "_inner", None) is None:
             self._inner = InnerLoop(self._itrainer, self.scorer, self.config.consolidation,

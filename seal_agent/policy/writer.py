@@ -145,12 +145,18 @@ def policy_writer(
     import logging
 
     from seal_agent.adapters import AdapterStore
-    from seal_agent.errors import ConfigError
     from seal_agent.journal import Journal
     from seal_agent.selfedit import SelfEditWriter
 
     if not getattr(lm, "supports_adapters", False):
-        raise ConfigError(f"model {getattr(lm, 'name', lm)!r} cannot decode through a LoRA adapter")
+        from seal_agent.errors import BackendCapabilityError
+
+        raise BackendCapabilityError(
+            f"model {getattr(lm, 'name', lm)!r} cannot decode through a LoRA adapter, so it cannot "
+            "write self-edits with a trained policy: use model.backend = 'local'",
+            backend=str(getattr(lm, "backend", type(lm).__name__)),
+            capability="decode with a policy adapter",
+        )
     own = journal is None
     db = journal or Journal(config.journal_path)
     try:

@@ -134,8 +134,9 @@ class _Server:
         return await run_in_threadpool(run)
 
     def model_entry(self) -> dict[str, Any]:
+        # max_model_len as vLLM lists it: a remote seal-agent backend sizes its prompts by it
         return {"id": self.model_id, "object": "model", "created": self.created,
-                "owned_by": "seal-agent"}
+                "owned_by": "seal-agent", "max_model_len": self.agent.context_length}
 
 
 def _tenant(request: Request) -> Tenant:

@@ -34,8 +34,9 @@ def test_defaults() -> None:
     cfg = load_config()
     assert cfg.home == DEFAULT_HOME == Path(".seal-agent")
     assert cfg.model.name == "smollm2-135m-instruct"
-    assert cfg.model.backend == "transformers"
-    assert cfg.model.dtype == "float32"
+    assert cfg.model.backend == "local"
+    assert cfg.model.dtype == "auto" and cfg.model.device == "auto"
+    assert cfg.model.base_url is None and cfg.model.trainer is None
     assert cfg.embedder.name == "all-minilm-l6-v2"
     assert cfg.buffer.path is None and cfg.buffer.host is None
     assert cfg.buffer.top_k == 5
@@ -83,7 +84,7 @@ def test_env_overrides_top_level_and_nested(monkeypatch: pytest.MonkeyPatch) -> 
     assert cfg.agent.retrieval is False
     # A nested variable sets one field; the section's other fields keep their defaults.
     assert cfg.buffer.min_similarity == BufferConfig().min_similarity
-    assert cfg.model.backend == "transformers"
+    assert cfg.model.backend == "local"
 
 
 def test_env_list_value_is_read_as_json(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,6 +40,7 @@ EXPECTED = {
     "Embedder",
     "GenerationParams",
     "LanguageModel",
+    "TrainableBase",
     "register_embedder",
     "register_language_model",
     # types
@@ -54,7 +55,10 @@ EXPECTED = {
     "SelfEdit",
     "SelfEditFormat",
     # errors
+    "BackendCapabilityError",
     "BackendError",
+    "BackendResponseError",
+    "BackendUnavailableError",
     "BufferStoreError",
     "ConfigError",
     "CorruptHomeError",
@@ -72,6 +76,7 @@ EXPECTED = {
     "NamespaceNotFoundError",
     "SchemaVersionError",
     "SealAgentError",
+    "UnknownBackendError",
     # metadata
     "__version__",
 }

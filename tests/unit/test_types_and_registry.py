@@ -384,7 +384,8 @@ def test_every_error_is_listed_and_subclasses_the_base() -> None:
         (errors.ModelError, RuntimeError),
         (ModelNotFoundError, FileNotFoundError),
         (errors.ModelLoadError, RuntimeError),
-        (BackendError, LookupError),
+        (errors.UnknownBackendError, LookupError),
+        (errors.BackendUnavailableError, ConnectionError),
         (errors.BufferStoreError, RuntimeError),
     ],
 )
