@@ -43,7 +43,7 @@ from seal_agent.config import SealAgentConfig
 from seal_agent.innerloop import InnerLoop
 from seal_agent.innerloop import mean as _mean
 from seal_agent.journal import Journal, new_id
-from seal_agent.runs import ReportStatus, RunStatus
+from seal_agent.runs import ReportStatus, RunLedger
 from seal_agent.types import (
     FrozenModel,
     Interaction,
@@ -174,6 +174,7 @@ class Consolidator:
         self.writer = writer or SelfEditWriter(policy, config.selfedit)
         self._trainer = trainer
         self.store = store or AdapterStore(config.adapters_dir, journal)
+        self.runs = RunLedger(self.store, journal)  # run rows and tries, for both modes
         self.buffer = buffer
         self.progress = progress or (lambda event: None)
         self.scorer: Scorer = make_scorer(
@@ -221,17 +222,10 @@ class Consolidator:
         with self.store.lock(user_id, agent_id):
             self.store.cleanup(user_id, agent_id)
             self.store.mark_abandoned_runs()
-            self._open_run: str | None = None
-            try:
+            with self.runs.recording():  # an exception that escapes marks the run failed
                 if self.cfg.mode == "recall":
                     return self.memorizer.run(ns, k or self.cfg.recall_k, max_interactions, dry_run)
                 return self._run_locked(ns, k or self.cfg.k, max_interactions, dry_run)
-            except BaseException as exc:  # the run is over: say how it ended
-                if self._open_run is not None:
-                    self.store.finish_run(
-                        None, self._open_run, RunStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
-                    )
-                raise
 
     def _run_locked(
         self, ns: Namespace, k: int, max_interactions: int | None, dry_run: bool
@@ -245,11 +239,9 @@ class Consolidator:
                 reason="the buffer holds nothing to consolidate for this namespace",
                 scorer=self.scorer.name,
             )
-        run_id = self.store.start_run(
-            ns.user_id, ns.agent_id, {"config": self.config.public_dict(), "pid": os.getpid(),
-                                      "dry_run": dry_run}
+        run_id = self.runs.open(
+            ns, {"config": self.config.public_dict(), "pid": os.getpid(), "dry_run": dry_run}
         )
-        self._open_run = run_id
         version, warnings = self.store.loadable(ns.user_id, ns.agent_id)
         trainer = self.trainer
         start_state = trainer.load(version.path) if version is not None else None
@@ -330,9 +322,9 @@ class Consolidator:
         failed_ids = [r.interaction_id for r in results if r.outcome in ("not_positive", "given_up", "no_candidates")]
         if not winners:
             if not dry_run:
-                self._count_tries(failed_ids)
+                self.runs.count_tries(failed_ids)
             status = ReportStatus.DRY_RUN if dry_run else ReportStatus.NOTHING_TO_PROMOTE
-            self._finish(run_id, status, base_report, tokens, started)
+            self.runs.close(run_id, status, base_report, tokens=tokens, started=started)
             return ConsolidationReport(
                 **base_report, status=status,
                 reason="no candidate raised its probes' score; the memories stay buffered",
@@ -370,14 +362,14 @@ class Consolidator:
                 else f"retention fell by {drop:.3f} (tolerance {cfg.max_retention_drop:.3f})"
             )
             if not dry_run:
-                self._count_tries(failed_ids + [i.id for i, *_ in winners])
+                self.runs.count_tries(failed_ids + [i.id for i, *_ in winners])
             status = ReportStatus.DRY_RUN if dry_run else ReportStatus.GATE_REJECTED
-            self._finish(run_id, status, metrics, tokens, started)
+            self.runs.close(run_id, status, metrics, tokens=tokens, started=started)
             return ConsolidationReport(**report, status=status, reason=reason,
                                        tokens_trained=tokens,
                                        seconds=round(time.perf_counter() - started, 2))
         if dry_run:
-            self._finish(run_id, ReportStatus.DRY_RUN, metrics, tokens, started)
+            self.runs.close(run_id, ReportStatus.DRY_RUN, metrics, tokens=tokens, started=started)
             return ConsolidationReport(**report, status=ReportStatus.DRY_RUN,
                                        reason="the gate would promote this adapter (dry run)",
                                        tokens_trained=tokens,
@@ -407,15 +399,9 @@ class Consolidator:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'consolidated', ?, ?, 0, 1, ?, ?)",
                 [(*row, now, now) for row in new_rows],
             )
-            conn.executemany(
-                "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 WHERE id = ?",
-                [(i,) for i in failed_ids],
-            )
-            self.store.finish_run(conn, run_id, RunStatus.PROMOTED,
-                                  {**metrics, "outcome": ReportStatus.PROMOTED})
+            self.runs.count_tries(failed_ids, conn)
 
-        promoted = self.store.promote(staged, also=commit)
-        self._open_run = None
+        promoted = self.runs.promote(staged, run_id, metrics, also=commit)
         if self.buffer is not None:
             # The journal is already right; a crash here leaves only status drift,
             # which SealAgent.reconcile() repairs.
@@ -524,24 +510,6 @@ class Consolidator:
                     for j, r in enumerate(rows)
                 ],
             )
-
-    def _count_tries(self, interaction_ids: Sequence[str]) -> None:
-        if interaction_ids:
-            with self.journal.transaction() as conn:
-                conn.executemany(
-                    "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 "
-                    "WHERE id = ?",
-                    [(i,) for i in interaction_ids],
-                )
-
-    def _finish(self, run_id: str, outcome: ReportStatus | str, metrics: dict[str, Any],
-                tokens: int, started: float) -> None:
-        clean = {k: v for k, v in metrics.items() if k not in ("namespace", "interactions")}
-        clean.update(outcome=outcome, tokens_trained=tokens,
-                     seconds=round(time.perf_counter() - started, 2))
-        status = ReportStatus(outcome).run_status
-        self.store.finish_run(None, run_id, status, json.loads(json.dumps(clean, default=str)))
-        self._open_run = None
 
     def _emitter(self, n: int, total: int) -> Callable[..., None]:
         def emit(stage: str, **fields: Any) -> None:

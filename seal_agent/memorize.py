@@ -186,10 +186,9 @@ class Memorizer:
             return ConsolidationReport(
                 run_id=None, namespace=ns, status="empty", scorer="recall",
                 reason="the buffer holds nothing to consolidate for this namespace")
-        run_id = cons.store.start_run(ns.user_id, ns.agent_id, {
+        run_id = cons.runs.open(ns, {
             "config": self.config.public_dict(), "pid": os.getpid(), "dry_run": dry_run,
             "mode": "recall"})
-        cons._open_run = run_id
         emit = self._emit
         emit("probes", message=f"{len(todo)} memories")
         new, uncheckable = self._probes(ns, todo)
@@ -520,10 +519,8 @@ class Memorizer:
             conn.executemany("UPDATE interactions SET consolidation_tries = "
                              "consolidation_tries + 1 WHERE id = ?", [(i,) for i in failed])
             self.facts.record(conn, records, o.ns.user_id, o.ns.agent_id, o.run_id)
-            cons.store.finish_run(conn, o.run_id, "promoted", {**metrics, "outcome": "promoted"})
 
-        promoted = cons.store.promote(staged, also=commit)
-        cons._open_run = None
+        promoted = cons.runs.promote(staged, o.run_id, metrics, also=commit)
         if cons.buffer is not None:  # the journal is right already; reconcile repairs a crash here
             cons.buffer.set_status(drain, drain_status)
             cons.buffer.set_status(back, MemoryStatus.BUFFERED)
@@ -543,8 +540,9 @@ class Memorizer:
         if not dry_run:
             if records:
                 self.facts.record_now(records, o.ns.user_id, o.ns.agent_id, o.run_id)
-            cons._count_tries([i.id for i in failed])
-        cons._finish(o.run_id, status, {**o.metrics(), "reason": reason}, o.tokens, o.started)
+            cons.runs.count_tries([i.id for i in failed])
+        cons.runs.close(o.run_id, status, {**o.metrics(), "reason": reason}, tokens=o.tokens,
+                        started=o.started)
         return ConsolidationReport(**o.report_fields(), status=status, reason=reason)
 
     def _emit(self, stage: str, **fields: Any) -> None:

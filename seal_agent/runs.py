@@ -12,13 +12,29 @@ A run has two vocabularies, kept apart on purpose:
 :attr:`ReportStatus.run_status` is the one map from the first to the second.
 Both are ``StrEnum``: members compare equal to, format as and serialise to the
 strings that journals and reports have always held.
+
+:class:`RunLedger` is the bookkeeping both consolidation modes share
+(consolidation.py and memorize.py): it opens a run's row, closes it once with
+the status its ending maps to, and counts failed tries against interactions.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ReportStatus", "RunStatus"]
+if TYPE_CHECKING:
+    import sqlite3
+
+    from seal_agent.adapters import AdapterStore, AdapterVersion, StagedVersion
+    from seal_agent.journal import Journal
+    from seal_agent.types import Namespace
+
+__all__ = ["ReportStatus", "RunLedger", "RunStatus"]
 
 
 class RunStatus(StrEnum):
@@ -55,3 +71,85 @@ _RUN_STATUS = {
     # Never recorded (an empty run opens no row); listed so the map is total.
     ReportStatus.EMPTY: RunStatus.SKIPPED,
 }
+
+
+class RunLedger:
+    """The ``consolidation_runs`` rows of one consolidator, and the tries it counts.
+
+    It remembers the run in progress, so that :meth:`recording` can mark it
+    failed when an exception escapes; :meth:`close` and :meth:`promote` end it
+    normally.
+    """
+
+    def __init__(self, store: AdapterStore, journal: Journal) -> None:
+        self.store = store
+        self.journal = journal
+        self._open: str | None = None
+
+    @property
+    def open_run(self) -> str | None:
+        """The run opened and not yet closed, if any."""
+        return self._open
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Around one run: if an exception escapes, the run it opened is recorded as failed."""
+        self._open = None
+        try:
+            yield
+        except BaseException as exc:  # the run is over: say how it ended
+            if self._open is not None:
+                self.store.finish_run(
+                    None, self._open, RunStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+                )
+                self._open = None
+            raise
+
+    def open(self, ns: Namespace, config: dict[str, Any]) -> str:
+        """Record a new run as running; it is the open run until closed."""
+        self._open = self.store.start_run(ns.user_id, ns.agent_id, config)
+        return self._open
+
+    def close(self, run_id: str, outcome: ReportStatus | str, metrics: dict[str, Any], *,
+              tokens: int, started: float) -> None:
+        """End a run that promoted nothing, with the row status its ``outcome`` maps to.
+
+        The row keeps ``metrics`` (less the report's namespace and interactions)
+        with the outcome, the tokens trained and the seconds since ``started``
+        (a ``time.perf_counter()`` reading).
+        """
+        clean = {k: v for k, v in metrics.items() if k not in ("namespace", "interactions")}
+        clean.update(outcome=outcome, tokens_trained=tokens,
+                     seconds=round(time.perf_counter() - started, 2))
+        status = ReportStatus(outcome).run_status
+        self.store.finish_run(None, run_id, status, json.loads(json.dumps(clean, default=str)))
+        self._open = None
+
+    def promote(self, staged: StagedVersion, run_id: str, metrics: dict[str, Any],
+                also: Callable[[sqlite3.Connection], None]) -> AdapterVersion:
+        """Make ``staged`` active and end the run as promoted, in one transaction with ``also``."""
+
+        def commit(conn: sqlite3.Connection) -> None:
+            also(conn)
+            self.store.finish_run(conn, run_id, RunStatus.PROMOTED,
+                                  {**metrics, "outcome": ReportStatus.PROMOTED})
+
+        promoted = self.store.promote(staged, also=commit)
+        self._open = None
+        return promoted
+
+    def count_tries(self, interaction_ids: Sequence[str],
+                    conn: sqlite3.Connection | None = None) -> None:
+        """One more failed consolidation try for each interaction (given up at ``max_tries``).
+
+        Pass ``conn`` to count inside a transaction already open (a promotion's).
+        """
+        if not interaction_ids:
+            return
+        sql = "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 WHERE id = ?"
+        rows = [(i,) for i in interaction_ids]
+        if conn is not None:
+            conn.executemany(sql, rows)
+            return
+        with self.journal.transaction() as db:
+            db.executemany(sql, rows)
