@@ -437,6 +437,10 @@ class LoraTrainer:
     # -- pieces of the loop ----------------------------------------------------------------
     def _tokenize(self, sequences: Sequence[str], max_seq_len: int) -> list[list[int]]:
         """Token ids with EOS appended (the model learns where a fact ends), truncated."""
+        # A wrong argument type is the calling code's bug, not bad input, so it stays a
+        # builtin TypeError as in Python itself; the SealAgentError tree is for bad text,
+        # settings and state. The callers are the SDK's own loops, never a user's text.
+        # The check exists because one str type-checks as a Sequence[str].
         if isinstance(sequences, str):
             raise TypeError("sequences must be a list of strings, not one string")
         if not sequences:
@@ -468,7 +472,7 @@ class LoraTrainer:
         for ex in examples:
             if isinstance(ex, str):
                 ex = TrainExample(prompt="", completion=ex)
-            if not isinstance(ex, TrainExample):
+            if not isinstance(ex, TrainExample):  # a caller's bug: TypeError (see _tokenize)
                 raise TypeError(f"expected str or TrainExample, got {type(ex).__name__}")
             prompt = self.tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else []
             completion = self.tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [eos]
