@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--targets", choices=sorted(PROJECTIONS), default="all")
     ap.add_argument("--replay", type=int, default=48, help="replay prompts (the pool)")
     ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--distill", action="store_true",
+                    help="replay as self-distillation (consolidation.replay_distill)")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
@@ -84,7 +86,7 @@ def main() -> None:
                           LoraSettings(r=args.r, alpha=args.alpha, target_modules=PROJECTIONS[args.targets]))
     trainer.reset(None)
     replay_prompts = list(REPLAY_PROMPTS[: args.replay])
-    replay = [TrainExample(prompt=prompt(q), completion=a.strip())
+    replay = [TrainExample(prompt=prompt(q), completion=a.strip(), distill=args.distill)
               for q, a in zip(replay_prompts, ask(trainer.model, replay_prompts), strict=True)]
     sets = {"gate": list(GENERAL_CHECKS), "eval": [(g.question, g.answer) for g in data.general],
             "demo": DEMO_GENERAL}

@@ -297,7 +297,8 @@ class Memorizer:
         if self._replay is None:
             prompts = [self.prompt(q) for q in REPLAY_PROMPTS[: self.cfg.replay_general]]
             answers = self.base_answers(prompts)
-            self._replay = [TrainExample(prompt=p, completion=a.strip())
+            distill = self.cfg.replay_distill and self.cons.trainer.can_distill
+            self._replay = [TrainExample(prompt=p, completion=a.strip(), distill=distill)
                             for p, a in zip(prompts, answers, strict=True) if a.strip()]
         return self._replay
 

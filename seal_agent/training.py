@@ -151,6 +151,11 @@ class TrainExample:
     prompt: str
     completion: str
     weight: float = 1.0
+    # Learn the *base* model's whole next-token distribution at each completion
+    # token (self-distillation: the loss is the KL divergence from the base, so it
+    # is zero until the adapter moves the base there), not the completion's tokens.
+    # Replay uses it: it holds the base's behaviour without sharpening it.
+    distill: bool = False
 
 
 class TrainStats(FrozenModel):
@@ -260,6 +265,11 @@ class LoraTrainer:
         """The PEFT-wrapped model with the scratch adapter active (for scoring)."""
         return self._peft
 
+    @property
+    def can_distill(self) -> bool:
+        """Whether ``TrainExample.distill`` works here (a plain, bias-free output head)."""
+        return self._head is not None
+
     @contextmanager
     def disabled(self) -> Iterator[Any]:
         """Run the base without the adapter: ``with trainer.disabled() as model: ...``."""
@@ -353,6 +363,9 @@ class LoraTrainer:
         its completion only (its prompt's tokens are context, never targets),
         its token losses scaled by its weight; the loss is the weighted sum over
         all target tokens divided by their number (token-level, as TRL's GRPO).
+        A ``distill`` example's completion tokens are learned as the base model's
+        (adapter off) next-token distribution there, a KL term; the base's
+        hidden states for them are computed once per call, before the first step.
         Starts from whatever the adapter holds: call :meth:`reset` first for a
         fresh candidate. ``progress(step, total_steps)`` follows every step.
         """
@@ -367,8 +380,10 @@ class LoraTrainer:
         if sequences and not isinstance(sequences, str) and any(
             isinstance(x, TrainExample) for x in sequences
         ):
-            seqs, masked, weights = self._encode_examples(sequences, settings.max_seq_len)
-            rows = self._pack(seqs, masked, weights)
+            seqs, masked, weights, soft = self._encode_examples(sequences, settings.max_seq_len)
+            rows = self._pack(seqs, masked, weights, soft)
+            if rows.soft is not None:
+                rows.teacher = self._teacher_hidden(rows, settings.batch_tokens, bf16)
         else:  # the inner loop's path, unchanged: whole strings, unit weights
             rows = self._pack(self._tokenize(sequences, settings.max_seq_len))  # type: ignore[arg-type]
         n_rows, row_len = rows.ids.shape
@@ -456,8 +471,9 @@ class LoraTrainer:
 
     def _encode_examples(
         self, examples: Sequence[str | TrainExample], max_seq_len: int
-    ) -> tuple[list[list[int]], list[int], list[float]]:
-        """Token ids, the number of leading prompt tokens (no loss), and a weight per example.
+    ) -> tuple[list[list[int]], list[int], list[float], list[bool] | None]:
+        """Token ids, the number of leading prompt tokens (no loss), a weight per example,
+        and which examples are distilled (None: none is).
 
         Prompt and completion are tokenized apart and joined, exactly the ids a
         sampler saw (prompt) and produced (completion). A too-long example loses
@@ -469,6 +485,7 @@ class LoraTrainer:
         seqs: list[list[int]] = []
         masked: list[int] = []
         weights: list[float] = []
+        soft: list[bool] = []
         for ex in examples:
             if isinstance(ex, str):
                 ex = TrainExample(prompt="", completion=ex)
@@ -484,15 +501,17 @@ class LoraTrainer:
             seqs.append(ids)
             masked.append(len(prompt))
             weights.append(float(ex.weight))
+            soft.append(ex.distill)
         if not seqs:
             raise InputError("nothing to train on: every example is empty")
-        return seqs, masked, weights
+        return seqs, masked, weights, (soft if any(soft) else None)
 
     def _pack(
         self,
         seqs: list[list[int]],
         masked: list[int] | None = None,
         weights: list[float] | None = None,
+        soft: list[bool] | None = None,
     ) -> _Rows:
         """Pack sequences into rows (first fit, longest first) at the cheapest row length."""
         longest = max(len(s) for s in seqs)
@@ -507,7 +526,35 @@ class LoraTrainer:
                 best = (cost, row_len, [[order[j] for j in row] for row in rows])
         assert best is not None
         _, row_len, layout = best
-        return _Rows.build(seqs, layout, row_len, self._pad_id, masked=masked, weights=weights)
+        return _Rows.build(seqs, layout, row_len, self._pad_id, masked=masked, weights=weights,
+                           soft=soft)
+
+    def _teacher_hidden(self, rows: _Rows, batch_tokens: int, bf16: bool) -> torch.Tensor:
+        """The base model's (adapter off) last hidden states at every slot of ``rows``.
+
+        Computed once per :meth:`train` call: the base is frozen, so they hold
+        for every epoch. Only the distilled slots are read; the head turns them
+        into the base's next-token distribution chunk by chunk (see HeadLoss).
+        """
+        import torch
+
+        if self._head is None:
+            raise ConfigError(
+                "distilled examples need a plain output head (no bias or logit soft-capping); "
+                "this model has another: train its replay as plain examples")
+        out = []
+        n_rows, row_len = rows.ids.shape
+        step = max(1, batch_tokens // row_len)
+        with torch.no_grad(), self._peft.disable_adapter():
+            for start in range(0, n_rows, step):
+                batch = rows.select(torch.arange(start, min(n_rows, start + step))).to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    hidden = self._decoder(
+                        input_ids=batch.ids, attention_mask=self._mask(batch), position_ids=batch.pos,
+                        use_cache=False,
+                    ).last_hidden_state
+                out.append(hidden.float().cpu())
+        return torch.cat(out)
 
     def _fuse_lora(self, on: bool) -> None:
         """Swap PEFT's LoRA forward for the fused one on every plain LoRA linear, or back."""
@@ -517,17 +564,24 @@ class LoraTrainer:
             else:
                 layer.__dict__.pop("forward", None)  # the class's forward again
 
+    def _mask(self, batch: _Rows) -> torch.Tensor:
+        """Block-diagonal causal mask: a token sees earlier tokens of its own sequence only."""
+        import torch
+
+        length = batch.ids.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=batch.ids.device).tril()
+        mask = (batch.seg[:, :, None] == batch.seg[:, None, :]) & causal
+        mask = mask[:, None]  # (rows, 1, length, length): one mask for all heads
+        if not self._bool_mask:
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, torch.finfo(torch.float32).min)
+        return mask
+
     def _batch_loss(self, batch: _Rows, bf16: bool) -> tuple[torch.Tensor, int]:
         """Mean next-token loss over a batch's real targets, and how many there were."""
         import torch
 
         n, length = batch.ids.shape
-        causal = torch.ones(length, length, dtype=torch.bool, device=batch.ids.device).tril()
-        # block-diagonal causal mask: a token sees earlier tokens of its own sequence only
-        mask = (batch.seg[:, :, None] == batch.seg[:, None, :]) & causal
-        mask = mask[:, None]  # (rows, 1, length, length): one mask for all heads
-        if not self._bool_mask:
-            mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, torch.finfo(torch.float32).min)
+        mask = self._mask(batch)
         targets = batch.targets.reshape(-1)
         keep = (targets != -100).nonzero().squeeze(1)  # padding, sequence ends, prompts leave here
         token_weights = None if batch.weights is None else batch.weights.reshape(-1).index_select(0, keep)
@@ -550,9 +604,13 @@ class LoraTrainer:
         ).last_hidden_state
         hidden = hidden.reshape(n * length, -1).index_select(0, keep)
         weight = self._head.weight
+        teacher = soft = None
+        if batch.teacher is not None and batch.soft is not None:
+            soft = batch.soft.reshape(-1).index_select(0, keep)
+            teacher = batch.teacher.reshape(n * length, -1).index_select(0, keep)
         loss = _HeadLoss.apply(
             hidden, weight, targets.index_select(0, keep),
-            torch.bfloat16 if bf16 else torch.float32, token_weights,
+            torch.bfloat16 if bf16 else torch.float32, token_weights, teacher, soft,
         )
         return loss, int(keep.numel())
 
@@ -586,6 +644,8 @@ class _Rows:
     ) -> None:
         self.ids, self.pos, self.seg, self.targets, self.tokens = ids, pos, seg, targets, tokens
         self.weights = weights  # per-target loss weight; None: all 1 (the plain path)
+        self.soft: Any = None  # per slot: its target is the base's distribution; None: no slot is
+        self.teacher: Any = None  # the base's hidden state per slot (rows, length, hidden)
 
     @classmethod
     def build(
@@ -597,9 +657,11 @@ class _Rows:
         *,
         masked: list[int] | None = None,
         weights: list[float] | None = None,
+        soft: list[bool] | None = None,
     ) -> _Rows:
         """``masked[i]``: leading tokens of sequence i that are context only (a prompt);
-        ``weights[i]``: the loss weight of its targets."""
+        ``weights[i]``: the loss weight of its targets; ``soft[i]``: its targets are
+        distilled."""
         import torch
 
         shape = (len(layout), row_len)
@@ -608,6 +670,7 @@ class _Rows:
         seg = torch.zeros(shape, dtype=torch.long)
         targets = torch.full(shape, -100, dtype=torch.long)
         tw = torch.zeros(shape, dtype=torch.float32) if weights is not None else None
+        sm = torch.zeros(shape, dtype=torch.bool) if soft is not None else None
         for r, row in enumerate(layout):
             start = 0
             for s, i in enumerate(row):
@@ -623,17 +686,24 @@ class _Rows:
                     targets[r, start : start + masked[i] - 1] = -100
                 if tw is not None:
                     tw[r, start:end] = weights[i]  # type: ignore[index]
+                if sm is not None and soft[i]:  # type: ignore[index]
+                    sm[r, start:end] = True
                 start = end
             # the tail padding is a segment of its own: it attends to itself (no empty softmax
             # row, hence no NaN that could leak into the LoRA grads) and has no targets
             pos[r, start:] = torch.arange(row_len - start)
             seg[r, start:] = len(row)
-        return cls(ids, pos, seg, targets, sum(len(s) for s in seqs), tw)
+        out = cls(ids, pos, seg, targets, sum(len(s) for s in seqs), tw)
+        out.soft = sm
+        return out
 
     def select(self, rows: Any) -> _Rows:
         ids, pos, seg, targets = (t.index_select(0, rows) for t in (self.ids, self.pos, self.seg, self.targets))
         weights = None if self.weights is None else self.weights.index_select(0, rows)
-        return _Rows(ids, pos, seg, targets, tokens=0, weights=weights)
+        out = _Rows(ids, pos, seg, targets, tokens=0, weights=weights)
+        out.soft = None if self.soft is None else self.soft.index_select(0, rows)
+        out.teacher = None if self.teacher is None else self.teacher.index_select(0, rows)
+        return out
 
     def to(self, device: Any) -> _Rows:
         """These rows on ``device`` (themselves on CPU: packing happens there)."""
@@ -641,7 +711,10 @@ class _Rows:
             return self
         ids, pos, seg, targets = (t.to(device) for t in (self.ids, self.pos, self.seg, self.targets))
         weights = None if self.weights is None else self.weights.to(device)
-        return _Rows(ids, pos, seg, targets, tokens=self.tokens, weights=weights)
+        out = _Rows(ids, pos, seg, targets, tokens=self.tokens, weights=weights)
+        out.soft = None if self.soft is None else self.soft.to(device)
+        out.teacher = None if self.teacher is None else self.teacher.to(device)
+        return out
 
 
 # -- the LoRA layers while training ---------------------------------------------------------
@@ -697,8 +770,12 @@ def _make_head_loss() -> Any:
 
         @staticmethod
         def forward(
-            ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any, token_weights: Any = None
+            ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any, token_weights: Any = None,
+            teacher: Any = None, soft: Any = None,
         ) -> Any:
+            """``teacher``/``soft``: the base's hidden states and which rows learn its
+            distribution p. Such a row's loss is KL(p || q) = sum p (log p - log q), and
+            its gradient (softmax - p) @ weight, where a token row has (softmax - onehot)."""
             n = targets.numel()
             w = weight.detach().to(dtype)  # frozen: a bf16 copy when bf16, else the weight itself
             # one logits buffer for every chunk and no temporaries of its size: fresh large
@@ -707,6 +784,8 @@ def _make_head_loss() -> Any:
             logits = torch.empty(min(n, HEAD_CHUNK), w.shape[0], dtype=torch.float32, device=device)
             grad = torch.empty(hidden.shape, dtype=torch.float32, device=device)
             total = torch.zeros((), dtype=torch.float32, device=device)
+            # the base's distribution in fp32 whatever the product's dtype: it is the target
+            w_teacher = None if soft is None else weight.detach().float()
             with torch.autocast(device.type, enabled=False):  # dtypes are chosen here, not by autocast
                 for start in range(0, n, HEAD_CHUNK):
                     h = hidden[start : start + HEAD_CHUNK].detach()
@@ -717,12 +796,25 @@ def _make_head_loss() -> Any:
                     else:
                         z.copy_(h.to(dtype) @ w.T)  # bf16 product, fp32 softmax
                     picked = z.gather(1, t)  # the target's logit
+                    rows = None
+                    if soft is not None:
+                        rows = soft[start : start + len(t)].nonzero().squeeze(1)
+                        if rows.numel() and w_teacher is not None:  # the base's p at the distilled rows
+                            zt = teacher[rows + start].to(device=device, dtype=torch.float32) @ w_teacher.T
+                            logp = torch.log_softmax(zt, dim=1)
+                            p = logp.exp()
+                            # KL(p || q) = lse(z) - p.z + p.log p: "picked" stands for p.z - p.log p
+                            picked[rows] = (p * z[rows]).sum(1, keepdim=True) - (p * logp).sum(1, keepdim=True)
+                        else:
+                            rows = None
                     top = z.amax(1, keepdim=True)
                     z.sub_(top).exp_()  # shifted: exp cannot overflow
                     norm = z.sum(1, keepdim=True)
                     nll = norm.log() + top - picked  # log-sum-exp minus the target logit
                     z.div_(norm)  # the softmax ...
                     z.scatter_add_(1, t, torch.full_like(picked, -1.0))  # ... minus the one-hot target
+                    if rows is not None:  # ... or minus p, at the distilled rows
+                        z[rows] = z[rows].scatter_add_(1, t[rows], torch.ones_like(picked[rows])) - p
                     if token_weights is None:
                         total += nll.sum()
                     else:  # weighted loss: each row's loss and gradient scale by its weight
@@ -741,7 +833,7 @@ def _make_head_loss() -> Any:
         @staticmethod
         def backward(ctx: Any, grad_out: Any) -> Any:
             (grad,) = ctx.saved_tensors
-            return (grad * grad_out).to(ctx.hidden_dtype), None, None, None, None
+            return (grad * grad_out).to(ctx.hidden_dtype), None, None, None, None, None, None
 
     return HeadLoss
 

@@ -226,6 +226,32 @@ def test_training_leaves_the_base_untouched(trainer):
     assert all(p.grad is None for p in trainer.model.parameters())
 
 
+def test_distilled_examples_pull_towards_the_base(trainer):
+    """Replay as self-distillation: at the base the KL is zero, and an adapter that moved
+    away (random B) is pulled back towards the base's logits on the distilled text."""
+    from seal_agent.training import TrainExample
+
+    assert trainer.can_distill
+    examples = [TrainExample(prompt="Question: what is the capital of France?\nAnswer:",
+                             completion=" Paris is the capital of France.", distill=True),
+                TrainExample(prompt="", completion=PROBE, distill=True)]
+    trainer.reset(None, seed=0)
+    at_base = trainer.train(examples, _fast(epochs=1))
+    # zero up to fp32 rounding over a 49k vocabulary (each of its terms is ~10)
+    assert abs(at_base.first_loss) < 1e-3 and abs(at_base.last_loss) < 1e-3
+
+    with trainer.disabled() as model:
+        base = _logits(model, trainer.tokenizer)
+    _randomise(trainer)
+    moved = (_logits(trainer.model, trainer.tokenizer) - base).abs().mean()
+    # a small lr: Adam's first steps are lr-sized whatever the gradient, and a KL of 0.015
+    # on two examples is easily overshot (3e-4 and 1e-3 rise before they fall)
+    stats = trainer.train(examples, _fast(epochs=6, lr=1e-4))
+    back = (_logits(trainer.model, trainer.tokenizer) - base).abs().mean()
+    assert stats.epoch_losses[-1] < 0.6 * stats.epoch_losses[0] and stats.first_loss > 1e-3
+    assert back < 0.7 * moved, (float(moved), float(back))
+
+
 def test_settings_are_validated():
     from pydantic import ValidationError
 
