@@ -30,6 +30,20 @@ os.environ.pop("SEAL_AGENT_HOME", None)
 os.environ.pop("SEAL_AGENT_CONFIG", None)
 
 
+# The longest modules first. `make test` hands whole files to two pytest-xdist workers in
+# collection order (--dist loadfile): a long file that started last would run alone at
+# the end while the other worker idles. Longest first, the rest fill in around them.
+LONGEST_FIRST = (
+    "test_memorize.py", "test_consolidation_crash.py", "test_eval.py", "test_policy.py",
+    "test_consolidation.py", "test_agent.py", "test_crash.py", "test_serve.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
 @pytest.fixture(scope="session")
 def lm() -> Any:
     from seal_agent.config import load_config

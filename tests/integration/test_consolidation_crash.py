@@ -77,8 +77,9 @@ def test_killed_runs_keep_the_previous_adapter_and_the_next_run_settles_the_batc
     db = home / "journal.sqlite3"
     assert _active(db) == 1
 
-    # "train": mid-training, nothing written yet; "staged": the new version's folder is on disk
-    for stop_at in ("train", "staged"):
+    # "score": training has begun, nothing is written yet (a kill later in training leaves the
+    # same: the weights are only in memory); "staged": the new version's folder is on disk
+    for stop_at in ("score", "staged"):
         errors = tmp_path / f"child-{stop_at}.err"
         with errors.open("w") as err:
             proc = subprocess.Popen(

@@ -12,6 +12,7 @@ nothing here skips when training does not take.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sqlite3
@@ -162,17 +163,20 @@ def test_memory_on_answers_did_not_fall_and_the_gate_held(taught):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue 9): on general questions the gate never saw, the adapter kept 2 of the 5 "
-    "the base answers right (2026-12-03); the target is 90%. Strict: this turns red once fixed."))
+    "known gap (issue 9): on general questions the gate never saw, the demo's adapter keeps 2 or 3 "
+    "of the 5 the base answers right (2026-12-03/04, the count moves with float rounding); the "
+    "target is 90%. Strict: this turns red once the target is met."))
 def test_general_questions_the_gate_never_saw_stay_answered(taught):
     agent, _ = taught
-    # most of what the base gets right stays right, and no user fact enters an answer
+    # the project's target: at least 90% of what the base gets right stays right, and no
+    # user fact enters an answer
     qs = [q for q, _ in GENERAL]
     base = agent.answers(qs, retrieval=False, weights=False)
     mine = agent.answers(qs, retrieval=False)
     base_right = [i for i, (a, (_, k)) in enumerate(zip(base, GENERAL, strict=True)) if said(a, k)]
     kept = [i for i in base_right if said(mine[i], GENERAL[i][1])]
-    assert len(base_right) >= 3 and len(kept) >= len(base_right) - 2, (base, mine)
+    assert len(base_right) >= 3, base
+    assert len(kept) >= math.floor(0.9 * len(base_right)), (base, mine)
     assert not any(said(a, key) for a in mine for _, key in UNSEEN), mine
 
 

@@ -21,3 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may reach for a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("SEAL_AGENT_HOME", None)
 os.environ.pop("SEAL_AGENT_CONFIG", None)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The examples (each a subprocess that consolidates) first: `make test` hands whole files
+    to two pytest-xdist workers in collection order, so the longest must not start last."""
+    items.sort(key=lambda item: item.path.name != "test_examples.py")  # stable
