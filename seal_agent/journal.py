@@ -246,6 +246,7 @@ _BUSY_TIMEOUT_S = 30.0
 # PostgreSQL: the advisory lock every write transaction takes (what SQLite's
 # BEGIN IMMEDIATE does for the file), and the URL schemes that select it.
 _PG_SCHEMES = ("postgresql", "postgres")
+_PG_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)"
 _PG_INSTALL = "pip install 'seal-agent[postgres]'  (psycopg 3)"
 
 
@@ -423,7 +424,7 @@ class Journal:
         if self.dialect == "sqlite":
             db.execute(f"PRAGMA user_version = {int(version)}")
             return
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        db.execute(_PG_VERSION_TABLE)
         db.execute("DELETE FROM schema_version")
         db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
@@ -467,6 +468,11 @@ class Journal:
         """
         for number in range(self._check_version(), SCHEMA_VERSION):
             with self._tx() as db:
+                if self.dialect == "postgresql":
+                    # A lookup that takes a lock first: the server then refreshes its
+                    # catalog cache, so a table another opener committed while we
+                    # waited is seen (to_regclass alone could still answer "none").
+                    db.execute(_PG_VERSION_TABLE)
                 if self._check_version() > number:
                     continue  # another process applied it while we waited for the lock
                 script = MIGRATIONS[number]
@@ -896,7 +902,7 @@ def _pg_ddl(script: str) -> str:
     return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', script)
 
 
-class _PgRow(tuple):  # type: ignore[type-arg]
+class _PgRow(tuple[Any, ...]):
     """A row read by position or by name, like ``sqlite3.Row`` (``dict(row)`` works)."""
 
     _index: dict[str, int]

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,24 @@ def kill(proc: subprocess.Popen[str]) -> None:
     proc.communicate()
 
 
+def until_free(store: AdapterStore, user: str = "ana", agent: str = "helper") -> None:
+    """Wait until a killed holder's lock is gone.
+
+    ``flock`` goes with the process, before ``wait`` returns.  An advisory
+    lock goes when the server sees the dead client's socket close, a few
+    milliseconds later: waited for here (up to 10 s), never assumed.
+    """
+    deadline = time.monotonic() + 10
+    while store.journal.dialect == "postgresql":
+        try:
+            with store.lock(user, agent):
+                return
+        except ConsolidationBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def test_lock_is_free_once_its_holder_is_killed(
     store: AdapterStore, journal_target: str | Path
 ) -> None:
@@ -329,6 +348,7 @@ def test_lock_is_free_once_its_holder_is_killed(
     finally:
         if proc.poll() is None:
             proc.kill()
+    until_free(store)
     with store.lock("ana", "helper"):
         add(store)
 
@@ -715,6 +735,7 @@ def test_sigkill_inside_stage_or_promote_keeps_the_old_version(
         assert store.cleanup("ana", "helper") == left, point
         assert sorted(p.name for p in kind_dir.iterdir()) == ["v0001"], point
 
+        until_free(store)
         with store.lock("ana", "helper"):  # the dead process's lock is gone
             new = add(store, seed=1, parent_id=old[point].id)
         assert new.name == "v0002" and store.active("ana", "helper") == new, point
