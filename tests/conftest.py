@@ -184,7 +184,10 @@ def make_agent(
     from seal_agent.config import load_config
 
     made: list[Any] = []
-    on_postgres = os.environ.get("SEAL_TEST_JOURNAL", "sqlite") == "postgres"
+    engine = os.environ.get("SEAL_TEST_JOURNAL", "sqlite")
+    if engine not in ("sqlite", "postgres"):
+        pytest.fail(f"SEAL_TEST_JOURNAL={engine!r}: use sqlite or postgres", pytrace=False)
+    on_postgres = engine == "postgres"
     databases: dict[Path, str] = {}  # one database per home, as one file per home
 
     def factory(home: Path | None = None, **overrides: Any) -> Any:
@@ -202,6 +205,8 @@ def make_agent(
         cfg = load_config(home=home or tmp_path / "home", **overrides)
         agent = SealAgent(cfg, lm=lm, embedder=embedder, **namespace)
         made.append(agent)
+        if on_postgres:  # the switch must not silently fall back to SQLite
+            assert agent.journal.dialect == "postgresql", agent.journal.location
         return agent
 
     yield factory
