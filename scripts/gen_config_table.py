@@ -47,6 +47,11 @@ MEANINGS = {
     "sentence-transformers folder, or a hub id.",
     "embedder.backend": "Registered embedder backend (built in: `sentence-transformers`).",
     "embedder.batch_size": "Texts embedded per batch.",
+    "journal.url": "Where the journal lives. Unset: SQLite at `<home>/journal.sqlite3` (WAL). "
+    "`postgresql://user:password@host:5432/db` keeps it on a PostgreSQL server instead (same "
+    "schema, migrations and transactions; needs `pip install 'seal-agent[postgres]'`), and the "
+    "adapter store's namespace locks become PostgreSQL advisory locks. Any other scheme is a "
+    "`ConfigError`.",
     "buffer.path": "Embedded Chroma store (default `<home>/chroma`). Excludes `buffer.host`.",
     "buffer.host": "Chroma server host: use `HttpClient` instead of the embedded store. "
     "Excludes `buffer.path`.",

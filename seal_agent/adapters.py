@@ -19,9 +19,13 @@ crash harmless at every point:
 * ``loadable`` checks the active version's checksums before anyone loads it,
   and falls back to the newest earlier version that still verifies.
 
-One consolidation per namespace at a time, across processes, through
-``flock`` on the namespace's ``.lock`` file: the kernel drops it when its
-process dies, so a killed consolidation never leaves a namespace stuck.
+One consolidation per namespace at a time, across processes and hosts,
+through a :class:`NamespaceLock`: ``flock`` on the namespace's ``.lock`` file
+when the journal is SQLite, a session-level PostgreSQL advisory lock when it
+is PostgreSQL (``flock`` is unreliable across hosts on a shared folder).
+Either way the lock dies with its holder: the kernel drops a dead process's
+``flock``, the server a dead session's advisory lock, so a killed
+consolidation never leaves a namespace stuck.
 """
 
 from __future__ import annotations
@@ -36,12 +40,11 @@ import re
 import secrets
 import shutil
 import socket
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import filelock
 import psutil
@@ -54,7 +57,7 @@ from seal_agent.errors import (
     ConsolidationError,
     CorruptAdapterError,
 )
-from seal_agent.journal import Journal, new_id
+from seal_agent.journal import Connection, Journal, advisory_key, new_id
 from seal_agent.runs import RunStatus  # defined with ReportStatus; still importable here
 from seal_agent.types import FrozenModel, check_id
 
@@ -66,6 +69,7 @@ __all__ = [
     "MANIFEST",
     "AdapterStore",
     "AdapterVersion",
+    "NamespaceLock",
     "RunStatus",
     "StagedVersion",
 ]
@@ -138,7 +142,7 @@ class AdapterStore:
     def __init__(self, root: str | Path, journal: Journal) -> None:
         self.root = Path(root).expanduser()
         self.journal = journal
-        self._locks: dict[tuple[str, str], filelock.BaseFileLock] = {}
+        self._locks: dict[tuple[str, str], NamespaceLock] = {}
         self._locks_guard = threading.Lock()
 
     @classmethod
@@ -155,47 +159,29 @@ class AdapterStore:
         refused at once, never queued.
         """
         key = (check_id(user_id, "user_id"), check_id(agent_id, "agent_id"))
-        file_lock = self._file_lock(*key)
-        try:
-            file_lock.acquire()
-        except filelock.Timeout:
+        ns_lock = self._ns_lock(*key)
+        if not ns_lock.try_acquire():
             raise ConsolidationBusyError(
-                f"namespace {key[0]}/{key[1]} is being consolidated by {_holder(file_lock)}; "
+                f"namespace {key[0]}/{key[1]} is being consolidated by {ns_lock.holder()}; "
                 "try again when it finishes"
-            ) from None
-        except OSError as exc:
-            path = Path(file_lock.lock_file)
-            if not path.is_file():
-                raise ConsolidationError(
-                    f"cannot create the consolidation lock {path} of {key[0]}/{key[1]}: {exc}"
-                ) from exc
-            raise ConsolidationError(f"cannot lock {path}: {exc}") from exc
+            )
         try:
             yield
         finally:
-            file_lock.release()
+            ns_lock.release()
 
-    def _file_lock(self, user_id: str, agent_id: str) -> filelock.BaseFileLock:
-        """The namespace's ``flock`` (one per store: it counts the holding thread's re-entries)."""
+    def _ns_lock(self, user_id: str, agent_id: str) -> NamespaceLock:
+        """The namespace's lock (one per store: it counts the holding thread's re-entries)."""
         with self._locks_guard:
             found = self._locks.get((user_id, agent_id))
-            if found is not None:
-                return found
-            path = self.root / user_id / agent_id / _LOCK_FILE
-            try:
-                _makedirs(path.parent)
-            except OSError as exc:
-                raise ConsolidationError(
-                    f"cannot create the consolidation lock {path} of {user_id}/{agent_id}: {exc}"
-                ) from exc
-            # thread_local (the default): re-entrant per thread, so another thread of
-            # this process is refused like another process.  blocking=False: refuse
-            # at once.  The holder's pid is written for the busy message only.
-            made = filelock.FileLock(
-                path, mode=0o644, blocking=False, preserve_lock_file=True, on_acquired=_write_pid
-            )
-            self._locks[(user_id, agent_id)] = made
-            return made
+            if found is None:
+                if self.journal.dialect == "postgresql":
+                    found = AdvisoryNamespaceLock(self.journal, user_id, agent_id)
+                else:
+                    found = FileNamespaceLock(self.root / user_id / agent_id / _LOCK_FILE, user_id,
+                                              agent_id)
+                self._locks[(user_id, agent_id)] = found
+            return found
 
     # -- writing -----------------------------------------------------------------
     def stage(
@@ -296,7 +282,7 @@ class AdapterStore:
         self,
         staged: StagedVersion,
         *,
-        also: Callable[[sqlite3.Connection], None] | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> AdapterVersion:
         """Record a staged version and make it active, in one journal transaction.
 
@@ -304,7 +290,7 @@ class AdapterStore:
         consolidated, ``finish_run(conn, ...)``); it must not commit.  If
         anything raises, the journal is left exactly as it was and the staged
         folder stays for :meth:`cleanup`; exceptions from ``also`` propagate
-        unchanged, SQLite errors become ConsolidationError.
+        unchanged, database errors become ConsolidationError.
         """
         ns = f"{staged.user_id}/{staged.agent_id}"
         with self.lock(staged.user_id, staged.agent_id):
@@ -343,7 +329,7 @@ class AdapterStore:
                     _set_active(conn, staged.user_id, staged.agent_id, staged.kind, staged.id, updated)
                     if also is not None:
                         also(conn)
-            except sqlite3.Error as exc:
+            except self.journal.errors as exc:
                 raise ConsolidationError(
                     f"could not promote {staged.kind} adapter {staged.name} of {ns}: {exc}"
                 ) from exc
@@ -552,7 +538,7 @@ class AdapterStore:
 
     def finish_run(
         self,
-        conn: sqlite3.Connection | None,
+        conn: Connection | None,
         run_id: str,
         status: RunStatus | str,
         metrics: dict[str, Any] | None = None,
@@ -570,7 +556,7 @@ class AdapterStore:
             allowed = ", ".join(s.value for s in RunStatus if s is not RunStatus.RUNNING)
             raise ConfigError(f"cannot finish a run as {status!r}; use one of {allowed}")
 
-        def apply(db: sqlite3.Connection) -> None:
+        def apply(db: Connection) -> None:
             row = db.execute(
                 "SELECT metrics FROM consolidation_runs WHERE id = ?", (run_id,)
             ).fetchone()
@@ -641,7 +627,7 @@ class AdapterStore:
         except ValueError:
             return str(path)
 
-    def _version(self, row: sqlite3.Row) -> AdapterVersion:
+    def _version(self, row: Any) -> AdapterVersion:
         return AdapterVersion(
             id=row["id"],
             user_id=row["user_id"],
@@ -798,7 +784,7 @@ def _makedirs(path: Path) -> None:
 
 
 def _set_active(
-    conn: sqlite3.Connection, user_id: str, agent_id: str, kind: str, version_id: str, when: str
+    conn: Connection, user_id: str, agent_id: str, kind: str, version_id: str, when: str
 ) -> None:
     conn.execute(
         "INSERT INTO active_adapters (user_id, agent_id, kind, version_id, updated_at) "
@@ -808,22 +794,160 @@ def _set_active(
     )
 
 
+# -- namespace locks ---------------------------------------------------------------------
+class NamespaceLock(Protocol):
+    """One namespace's consolidation lock: the one interface both engines' locks share.
+
+    ``try_acquire`` never waits: True when this thread now holds the lock
+    (again, if it held it already: re-entrant per thread), False when another
+    thread, store or process does.  Failing to reach the lock at all raises
+    ConsolidationError.  ``holder`` says who has it, for the busy message.
+    """
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> str: ...
+
+
+class FileNamespaceLock:
+    """``flock`` on ``<adapters>/<user>/<agent>/.lock`` (the SQLite journal's lock)."""
+
+    def __init__(self, path: Path, user_id: str, agent_id: str) -> None:
+        self.path = path
+        self._ns = f"{user_id}/{agent_id}"
+        self._lock: filelock.BaseFileLock | None = None
+
+    def _file_lock(self) -> filelock.BaseFileLock:
+        if self._lock is None:
+            try:
+                _makedirs(self.path.parent)
+            except OSError as exc:
+                raise ConsolidationError(
+                    f"cannot create the consolidation lock {self.path} of {self._ns}: {exc}"
+                ) from exc
+            # thread_local (the default): re-entrant per thread, so another thread of
+            # this process is refused like another process.  blocking=False: refuse
+            # at once.  The holder's pid is written for the busy message only.
+            self._lock = filelock.FileLock(
+                self.path, mode=0o644, blocking=False, preserve_lock_file=True,
+                on_acquired=_write_pid,
+            )
+        return self._lock
+
+    def try_acquire(self) -> bool:
+        file_lock = self._file_lock()
+        try:
+            file_lock.acquire()
+        except filelock.Timeout:
+            return False
+        except OSError as exc:
+            if not self.path.is_file():
+                raise ConsolidationError(
+                    f"cannot create the consolidation lock {self.path} of {self._ns}: {exc}"
+                ) from exc
+            raise ConsolidationError(f"cannot lock {self.path}: {exc}") from exc
+        return True
+
+    def release(self) -> None:
+        self._file_lock().release()
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as its file says."""
+        try:
+            pid = int(self.path.read_text()[:32].strip())
+        except (OSError, ValueError):
+            return "another process"
+        if pid == os.getpid():
+            return f"another thread or store of this process (pid {pid})"
+        return f"another process (pid {pid})"
+
+
+class AdvisoryNamespaceLock:
+    """A session-level PostgreSQL advisory lock (the PostgreSQL journal's lock).
+
+    Each held lock has its own database session, opened at acquire and
+    closed at release: the server frees the lock when the session ends, so a
+    killed process (on any host) frees it too.  Advisory locks re-enter per
+    session, not per thread, so the holding thread is tracked here and any
+    other thread is refused, as ``flock`` refuses it.
+    """
+
+    def __init__(self, journal: Journal, user_id: str, agent_id: str) -> None:
+        self.journal = journal
+        self._ns = f"{user_id}/{agent_id}"
+        self.key = advisory_key(f"seal-agent namespace {user_id}/{agent_id}")
+        self._guard = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._session: Any = None
+
+    def try_acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is not None:
+                return False
+            session = self.journal.connect_session()
+            try:
+                got = session.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
+            except self.journal.errors as exc:
+                session.close()
+                raise ConsolidationError(
+                    f"cannot take the consolidation lock of {self._ns} on "
+                    f"{self.journal.location}: {exc}"
+                ) from exc
+            if not got:
+                session.close()
+                return False
+            self._session, self._owner, self._depth = session, me, 1
+            return True
+
+    def release(self) -> None:
+        with self._guard:
+            self._depth -= 1
+            if self._depth > 0:
+                return
+            session, self._session, self._owner, self._depth = self._session, None, None, 0
+        try:
+            session.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        except self.journal.errors as exc:  # the session is closed next: the lock goes anyway
+            log.warning("could not unlock %s explicitly: %s", self._ns, exc)
+        finally:
+            session.close()
+
+    def holder(self) -> str:
+        """The holder's session name (``seal-agent pid N on HOST``), from pg_stat_activity."""
+        if self._owner is not None and self._owner != threading.get_ident():
+            return f"another thread of this process (pid {os.getpid()})"
+        try:
+            session = self.journal.connect_session()
+        except Exception:  # only the message depends on it
+            return "another process"
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        try:
+            row = session.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1",
+                (unsigned >> 32, unsigned & 0xFFFFFFFF),
+            ).fetchone()
+        except self.journal.errors:
+            row = None
+        finally:
+            session.close()
+        name = row[0] if row is not None else ""
+        return f"another process ({name.removeprefix('seal-agent ')})" if name else "another process"
+
+
 def _write_pid(fd: int) -> None:
     """Only for the busy message of whoever comes next: the flock is the lock."""
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-
-
-def _holder(file_lock: filelock.BaseFileLock) -> str:
-    """Who holds the lock, as far as its file says."""
-    try:
-        pid = int(Path(file_lock.lock_file).read_text()[:32].strip())
-    except (OSError, ValueError):
-        return "another process"
-    if pid == os.getpid():
-        return f"another thread or store of this process (pid {pid})"
-    return f"another process (pid {pid})"
 
 
 # -- processes -------------------------------------------------------------------------

@@ -114,7 +114,7 @@ class SealAgent:
         if home.exists() and not home.is_dir():
             raise CorruptHomeError(f"memory home {home} exists but is not a directory")
         home.mkdir(parents=True, exist_ok=True)
-        self.journal = journal or Journal(self.config.journal_path)
+        self.journal = journal or Journal.from_config(self.config)
         if lm is not None:
             self.__dict__["lm"] = lm
         if embedder is not None:
@@ -879,7 +879,7 @@ class SealAgent:
         """What the memory home holds (journal only: cheap, loads no model)."""
         return {
             "home": str(self.config.home.resolve()),
-            "journal": str(self.config.journal_path),
+            "journal": self.journal.location,
             "schema_version": self.journal.schema_version,
             "model": self.config.model.name,
             "embedder": self.config.embedder.name,

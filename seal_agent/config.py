@@ -35,6 +35,7 @@ __all__ = [
     "ConsolidationConfig",
     "BufferConfig",
     "EmbedderConfig",
+    "JournalConfig",
     "ModelConfig",
     "PolicyConfig",
     "SealAgentConfig",
@@ -157,6 +158,32 @@ class EmbedderConfig(_Section):
     )
     backend: str = "sentence-transformers"
     batch_size: int = Field(64, ge=1)
+
+
+JOURNAL_SCHEMES = ("postgresql", "postgres")  # what journal.url may name besides the default file
+
+
+class JournalConfig(_Section):
+    """Where the journal lives: the SQLite file in the home (default) or a PostgreSQL server."""
+
+    url: str | None = Field(
+        None,
+        description="postgresql://user@host:port/db selects a PostgreSQL journal; "
+        "unset: SQLite at <home>/journal.sqlite3.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in JOURNAL_SCHEMES:
+            raise ValueError(
+                f"unknown journal scheme {scheme or value!r}: use postgresql://user@host:port/db, "
+                "or leave journal.url unset for the SQLite file in the home"
+            )
+        return value
 
 
 class BufferConfig(_Section):
@@ -438,6 +465,7 @@ class SealAgentConfig(BaseSettings):
     )
 
     home: Path = Field(DEFAULT_HOME, description="The memory home directory.")
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)

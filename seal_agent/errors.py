@@ -15,7 +15,9 @@ and, where a builtin fits, from that builtin too, so callers can catch either::
     ├── MemoryNotFoundError (LookupError)   a memory or interaction id that is not there
     ├── HomeError (OSError)                 the memory home directory
     │   ├── CorruptHomeError                journal unreadable, not a directory, ...
-    │   └── SchemaVersionError              journal written by a newer seal-agent
+    │   ├── SchemaVersionError              journal written by a newer seal-agent
+    │   └── JournalUnavailableError (ConnectionError)  the journal's database server did not answer
+    ├── MissingDependencyError (ImportError)  an optional extra is needed; the message says which
     ├── ModelError (RuntimeError)
     │   ├── ModelNotFoundError (FileNotFoundError)
     │   └── ModelLoadError                  found, but transformers could not load it
@@ -31,7 +33,7 @@ and, where a builtin fits, from that builtin too, so callers can catch either::
         ├── AdapterNotFoundError (LookupError)
         └── CorruptAdapterError             files missing or checksums that do not match
 
-Foreign exceptions (sqlite3, chromadb, transformers, httpx) are mapped at the edge
+Foreign exceptions (sqlite3, psycopg, chromadb, transformers, httpx) are mapped at the edge
 with ``raise ... from exc`` so the cause stays visible.
 """
 
@@ -55,7 +57,9 @@ __all__ = [
     "InputTooLongError",
     "InvalidNamespaceError",
     "InvalidTextError",
+    "JournalUnavailableError",
     "MemoryNotFoundError",
+    "MissingDependencyError",
     "ModelError",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -117,6 +121,14 @@ class CorruptHomeError(HomeError):
 
 class SchemaVersionError(HomeError):
     """The journal was written by a newer seal-agent than this one."""
+
+
+class JournalUnavailableError(HomeError, ConnectionError):
+    """The journal's database server (``journal.url``) could not be reached; the host is named."""
+
+
+class MissingDependencyError(SealAgentError, ImportError):
+    """A setting needs an optional dependency that is not installed; the message has the pip line."""
 
 
 class ModelError(SealAgentError, RuntimeError):

@@ -1,4 +1,4 @@
-"""The journal: SQLite in WAL mode, the source of truth of a memory home.
+"""The journal: SQLite in WAL mode (or PostgreSQL), the source of truth of a memory home.
 
 Every interaction is committed here before anything is derived from it, so a
 crash during self-edit generation loses nothing: the interaction stays with
@@ -9,12 +9,29 @@ repair any gap a crash left between the two.
 
 Schema changes are numbered migrations applied in order (``PRAGMA
 user_version``); a journal from a newer seal-agent is refused, never altered.
+
+Two engines, one definition of each query.  SQL is written once, in SQLite's
+dialect, and :class:`Journal` translates it on the way to PostgreSQL
+(``journal.url = postgresql://...``): ``?`` placeholders become ``%s``; the
+migrations' DDL gets an explicit ``rowid`` identity column (the insertion
+order SQLite gives every table, which the queries sort by), 64-bit integers,
+double-precision reals and byte-order ("C") text; ``PRAGMA user_version``
+becomes a one-row ``schema_version`` table; ``BEGIN IMMEDIATE`` becomes
+``BEGIN`` plus a transaction-level advisory lock, so writers are serialised
+exactly as SQLite serialises them and readers never wait.  Rows come back
+with the same names, positions and values on both (``rowid`` is hidden, as
+SQLite hides it).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
 import random
+import re
+import socket
 import sqlite3
 import threading
 import time
@@ -23,11 +40,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from seal_agent.errors import (
+    ConfigError,
     CorruptHomeError,
+    JournalUnavailableError,
     MemoryNotFoundError,
+    MissingDependencyError,
     NamespaceNotFoundError,
     SchemaVersionError,
 )
@@ -43,7 +63,22 @@ from seal_agent.types import (
     SelfEditFormat,
 )
 
-__all__ = ["Journal", "MIGRATIONS", "SCHEMA_VERSION", "new_id"]
+if TYPE_CHECKING:
+    from seal_agent.config import SealAgentConfig
+
+__all__ = ["Connection", "Journal", "MIGRATIONS", "SCHEMA_VERSION", "new_id"]
+
+
+class Connection(Protocol):
+    """What :meth:`Journal.transaction` hands out: ``sqlite3.Connection``'s two methods.
+
+    SQL passed to it is written in SQLite's dialect (``?`` placeholders) on
+    both engines.
+    """
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
 
 
 def new_id(prefix: str) -> str:
@@ -208,22 +243,54 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # How long a statement waits for another process's lock before giving up.
 _BUSY_TIMEOUT_S = 30.0
 
+# PostgreSQL: the advisory lock every write transaction takes (what SQLite's
+# BEGIN IMMEDIATE does for the file), and the URL schemes that select it.
+_PG_SCHEMES = ("postgresql", "postgres")
+_PG_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)"
+_PG_INSTALL = "pip install 'seal-agent[postgres]'  (psycopg 3)"
+
 
 class Journal:
-    """Thread-safe access to one journal file (one connection, one lock).
+    """Thread-safe access to one journal (one connection, one lock).
 
-    Other processes may open the same file at the same time: WAL lets readers
-    and one writer work side by side, and ``busy_timeout`` waits out locks.
+    ``Journal(path)`` opens (or creates) the SQLite file; ``Journal(url)``
+    with a ``postgresql://`` URL opens that database instead.  Other
+    processes may open the same journal at the same time: on SQLite, WAL lets
+    readers and one writer work side by side and ``busy_timeout`` waits out
+    locks; on PostgreSQL, the server does the same and writers queue on one
+    advisory lock.
     """
 
+    dialect: Literal["sqlite", "postgresql"]
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_file():
-            raise CorruptHomeError(f"journal path {self.path} exists but is not a file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        scheme = _scheme(str(path))
+        if scheme is None:
+            self._open_sqlite(Path(path))
+        elif scheme in _PG_SCHEMES:
+            self._open_postgres(str(path))
+        else:
+            raise ConfigError(
+                f"unknown journal scheme {scheme!r} in {_redact(str(path))}: use a file path "
+                "(SQLite) or postgresql://user@host:port/db"
+            )
+
+    @classmethod
+    def from_config(cls, config: SealAgentConfig) -> Journal:
+        """The journal the settings name: ``journal.url``, else ``<home>/journal.sqlite3``."""
+        return cls(config.journal.url or config.journal_path)
+
+    def _open_sqlite(self, path: Path) -> None:
+        self.dialect = "sqlite"
+        self.path: Path | None = path
+        self.location = str(path)
+        self.errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+        if path.exists() and not path.is_file():
+            raise CorruptHomeError(f"journal path {path} exists but is not a file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db: Any = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         try:
             self._db.row_factory = sqlite3.Row
@@ -240,8 +307,55 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise CorruptHomeError(
-                f"journal {self.path} is not a readable SQLite database ({exc}); restore it "
+                f"journal {path} is not a readable SQLite database ({exc}); restore it "
                 "from a backup or move it aside to start an empty memory home"
+            ) from exc
+
+    def _open_postgres(self, url: str) -> None:
+        psycopg = _psycopg()
+        self.dialect = "postgresql"
+        self.path = None
+        self.url = url
+        self.location = _redact(url)
+        self.errors = (psycopg.Error,)
+        self._db = _PgConnection(self.connect_session())
+        try:
+            self._migrate()
+        except SchemaVersionError:
+            self._db.close()
+            raise
+        except psycopg.OperationalError as exc:  # the server went away, or a lock timed out
+            self._db.close()
+            raise JournalUnavailableError(
+                f"journal database {self.location} failed while opening: {exc}"
+            ) from exc
+        except psycopg.Error as exc:
+            self._db.close()
+            raise CorruptHomeError(
+                f"journal database {self.location} does not hold a usable seal-agent "
+                f"schema ({exc}); point journal.url at an empty database or restore it"
+            ) from exc
+
+    def connect_session(self) -> Any:
+        """A new psycopg connection to this PostgreSQL journal (autocommit, rows by name).
+
+        The journal uses one; the adapter store opens one per held namespace
+        lock, so the lock lives exactly as long as its session.
+        """
+        if self.dialect != "postgresql":
+            raise ConfigError("connect_session is for a PostgreSQL journal; this one is SQLite")
+        psycopg = _psycopg()
+        # Who holds a lock is read back from pg_stat_activity by the next process refused.
+        name = f"seal-agent pid {os.getpid()} on {socket.gethostname()}"[:63]
+        try:
+            return psycopg.connect(
+                self.url, autocommit=True, row_factory=_pg_rows, application_name=name,
+                connect_timeout=int(_BUSY_TIMEOUT_S),
+                options=f"-c lock_timeout={int(_BUSY_TIMEOUT_S * 1000)}",
+            )
+        except psycopg.OperationalError as exc:
+            raise JournalUnavailableError(
+                f"cannot reach the journal database {self.location}: {str(exc).strip()}"
             ) from exc
 
     # -- plumbing ------------------------------------------------------------
@@ -256,35 +370,69 @@ class Journal:
         self.close()
 
     def transaction(self) -> Any:
-        """A public IMMEDIATE transaction, for stages that must change several
-        tables at once (promotion: adapter version, active pointer, statuses)."""
+        """A public write transaction, for stages that must change several
+        tables at once (promotion: adapter version, active pointer, statuses).
+
+        Yields a :class:`Connection`; SQL is written in SQLite's dialect on
+        both engines."""
         return self._tx()
 
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """A read query for stages with their own tables (runs, adapters, candidates)."""
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """A read query for stages with their own tables (runs, adapters, candidates).
+
+        Rows are read by name or by position (``sqlite3.Row`` on SQLite, the
+        same shape on PostgreSQL)."""
         return self._rows(sql, args)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all of it is committed, or none of it."""
+    def _tx(self) -> Iterator[Connection]:
+        """One serialised write transaction: all of it is committed, or none of it.
+
+        SQLite: ``BEGIN IMMEDIATE`` takes the file's write lock at once.
+        PostgreSQL: the same, as a transaction-level advisory lock that every
+        writer takes first; the server drops it at COMMIT or ROLLBACK.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if self.dialect == "sqlite":
+                self._db.execute("BEGIN IMMEDIATE")
+            else:
+                self._db.execute("BEGIN")
             try:
+                if self.dialect == "postgresql":
+                    self._db.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK,))
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
-    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            return list(self._db.execute(sql, args).fetchall())
+
+    def _read_version(self) -> int:
+        """How many migrations have run: ``PRAGMA user_version``, or the
+        ``schema_version`` row on PostgreSQL (0 before the first)."""
+        if self.dialect == "sqlite":
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if self._db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return 0
+        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _write_version(self, db: Connection, version: int) -> None:
+        if self.dialect == "sqlite":
+            db.execute(f"PRAGMA user_version = {int(version)}")
+            return
+        db.execute(_PG_VERSION_TABLE)
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     def _check_version(self) -> int:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        version = self._read_version()
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"journal {self.path} has schema version {version}, this seal-agent knows "
+                f"journal {self.location} has schema version {version}, this seal-agent knows "
                 f"up to {SCHEMA_VERSION}: upgrade seal-agent"
             )
         return version
@@ -320,16 +468,25 @@ class Journal:
         """
         for number in range(self._check_version(), SCHEMA_VERSION):
             with self._tx() as db:
+                if self.dialect == "postgresql":
+                    # A lookup that takes a lock first: the server then refreshes its
+                    # catalog cache, so a table another opener committed while we
+                    # waited is seen (to_regclass alone could still answer "none").
+                    db.execute(_PG_VERSION_TABLE)
                 if self._check_version() > number:
                     continue  # another process applied it while we waited for the lock
-                for statement in MIGRATIONS[number].split(";"):
+                script = MIGRATIONS[number]
+                if self.dialect == "postgresql":
+                    script = _pg_ddl(script)  # DDL is transactional there too
+                for statement in script.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
+                self._write_version(db, number + 1)
 
     @property
     def schema_version(self) -> int:
-        return int(self._rows("PRAGMA user_version")[0][0])
+        with self._lock:
+            return self._read_version()
 
     # -- interactions ----------------------------------------------------------
     def log_interaction(
@@ -675,11 +832,135 @@ def _ns_where(
     return where, args
 
 
-def _ns(row: sqlite3.Row) -> Namespace:
+# -- PostgreSQL ------------------------------------------------------------------
+# One 64-bit key for the journal's writer lock; namespace locks (adapters.py)
+# hash their own names into the same key space.
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name`` (sha256, first 8 bytes)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+_WRITE_LOCK = advisory_key("seal-agent journal writer")
+
+
+def _psycopg() -> Any:
+    """psycopg 3, imported only when a PostgreSQL journal is opened."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"journal.url names a PostgreSQL database, which needs psycopg 3: {_PG_INSTALL}"
+        ) from exc
+    return psycopg
+
+
+def _scheme(target: str) -> str | None:
+    """``postgresql`` for ``postgresql://...``; None for a plain path."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", target)
+    return match[1].lower() if match else None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"^([^:/]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    """SQLite's placeholders in psycopg's spelling: ``?`` → ``%s``, a literal ``%`` → ``%%``.
+
+    A ``?`` inside a quoted string stays a question mark.
+    """
+    out: list[str] = []
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "%":
+            out.append("%%")
+        elif ch == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _pg_ddl(script: str) -> str:
+    """A migration as PostgreSQL runs it, with what SQLite gives implicitly made explicit.
+
+    * every table gets ``rowid``, an identity column: the insertion order the
+      queries sort by (hidden from rows, as SQLite hides its own);
+    * ``INTEGER`` is 64 bits and ``REAL`` a double, as they are in SQLite;
+    * ``TEXT`` compares byte by byte (``COLLATE "C"``), as SQLite's BINARY
+      does, so ``ORDER BY user_id`` lists namespaces in the same order.
+    """
+    script = re.sub(
+        r"(CREATE TABLE \w+ \()", r"\1\n        rowid BIGINT GENERATED ALWAYS AS IDENTITY,", script
+    )
+    script = re.sub(r"\bINTEGER\b", "BIGINT", script)
+    script = re.sub(r"\bREAL\b", "DOUBLE PRECISION", script)
+    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', script)
+
+
+class _PgRow(tuple[Any, ...]):
+    """A row read by position or by name, like ``sqlite3.Row`` (``dict(row)`` works)."""
+
+    _index: dict[str, int]
+    _keys: tuple[str, ...]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+
+def _pg_rows(cursor: Any) -> Any:
+    """psycopg row factory: :class:`_PgRow`, with the ``rowid`` column left out."""
+    if cursor.description is None:
+        return tuple
+    names = [col.name for col in cursor.description]
+    keep = [i for i, name in enumerate(names) if name != "rowid"]
+    keys = tuple(names[i] for i in keep)
+    index: dict[str, int] = {}
+    for position, name in enumerate(keys):
+        index.setdefault(name, position)  # the first of two equal names, as sqlite3.Row
+
+    def make(values: Sequence[Any]) -> _PgRow:
+        row = _PgRow(values[i] for i in keep)
+        row._index, row._keys = index, keys
+        return row
+
+    return make
+
+
+class _PgConnection:
+    """A psycopg connection that takes the journal's SQL (SQLite's placeholders)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        return self.raw.execute(_pg_sql(sql), tuple(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
+        cursor = self.raw.cursor()
+        rows = [tuple(p) for p in parameters]
+        if rows:
+            cursor.executemany(_pg_sql(sql), rows)
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _ns(row: Any) -> Namespace:
     return Namespace(user_id=row["user_id"], agent_id=row["agent_id"], session_id=row["session_id"])
 
 
-def _interaction(row: sqlite3.Row) -> Interaction:
+def _interaction(row: Any) -> Interaction:
     return Interaction(
         id=row["id"],
         namespace=_ns(row),
@@ -693,7 +974,7 @@ def _interaction(row: sqlite3.Row) -> Interaction:
     )
 
 
-def _self_edit(row: sqlite3.Row) -> SelfEdit:
+def _self_edit(row: Any) -> SelfEdit:
     return SelfEdit(
         id=row["id"],
         interaction_id=row["interaction_id"],
@@ -708,7 +989,7 @@ def _self_edit(row: sqlite3.Row) -> SelfEdit:
     )
 
 
-def _probe(row: sqlite3.Row) -> Probe:
+def _probe(row: Any) -> Probe:
     return Probe(
         id=row["id"],
         interaction_id=row["interaction_id"],

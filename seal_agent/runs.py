@@ -28,10 +28,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from seal_agent.adapters import AdapterStore, AdapterVersion, StagedVersion
-    from seal_agent.journal import Journal
+    from seal_agent.journal import Connection, Journal
     from seal_agent.types import Namespace
 
 __all__ = ["ReportStatus", "RunLedger", "RunStatus"]
@@ -126,10 +124,10 @@ class RunLedger:
         self._open = None
 
     def promote(self, staged: StagedVersion, run_id: str, metrics: dict[str, Any],
-                also: Callable[[sqlite3.Connection], None]) -> AdapterVersion:
+                also: Callable[[Connection], None]) -> AdapterVersion:
         """Make ``staged`` active and end the run as promoted, in one transaction with ``also``."""
 
-        def commit(conn: sqlite3.Connection) -> None:
+        def commit(conn: Connection) -> None:
             also(conn)
             self.store.finish_run(conn, run_id, RunStatus.PROMOTED,
                                   {**metrics, "outcome": ReportStatus.PROMOTED})
@@ -139,7 +137,7 @@ class RunLedger:
         return promoted
 
     def count_tries(self, interaction_ids: Sequence[str],
-                    conn: sqlite3.Connection | None = None) -> None:
+                    conn: Connection | None = None) -> None:
         """One more failed consolidation try for each interaction (given up at ``max_tries``).
 
         Pass ``conn`` to count inside a transaction already open (a promotion's).

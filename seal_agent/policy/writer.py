@@ -158,7 +158,7 @@ def policy_writer(
             capability="decode with a policy adapter",
         )
     own = journal is None
-    db = journal or Journal(config.journal_path)
+    db = journal or Journal.from_config(config)
     try:
         store = PolicyStore(AdapterStore(config.adapters_dir, db))
         found, warnings = store.resolve(version, scope_of(user_id, agent_id))

@@ -196,7 +196,7 @@ def test_close_without_wait_leaves_queued_work_pending(make_agent):
     agent.close(wait=False)
     from seal_agent import Journal
 
-    with Journal(agent.config.journal_path) as journal:
+    with Journal.from_config(agent.config) as journal:
         statuses = [journal.get_interaction(i).derive_status for i in ids]
     # at most the job already started may have finished; the queued ones stay pending
     assert statuses.count(DeriveStatus.PENDING) >= 2

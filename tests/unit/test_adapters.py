@@ -1,4 +1,7 @@
-"""The adapter store against a real SQLite journal and real files.
+"""The adapter store against a real journal (SQLite, then PostgreSQL) and real files.
+
+Every test that takes ``journal`` or ``store`` runs once per engine: on
+PostgreSQL the namespace lock is an advisory lock instead of ``flock``.
 
 The "adapter" is a small safetensors file plus a config, written by a save
 function the way ``model.save_pretrained`` would; no model is loaded.
@@ -13,11 +16,11 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from seal_agent.errors import (
     CorruptAdapterError,
     InvalidNamespaceError,
 )
-from seal_agent.journal import Journal
+from seal_agent.journal import Connection, Journal
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = "adapter_model.safetensors"
@@ -48,8 +51,8 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def journal(home: Path) -> Iterator[Journal]:
-    with Journal(home / "journal.sqlite3") as j:
+def journal(journal_target: str | Path) -> Iterator[Journal]:
+    with Journal(journal_target) as j:
         yield j
 
 
@@ -174,7 +177,7 @@ def test_exception_in_also_changes_nothing_in_the_journal(
     before = {t: rows(journal, t) for t in ("adapter_versions", "active_adapters", "consolidation_runs")}
     staged = store.stage("ana", "helper", "memory", writer(1), config={}, metrics={}, run_id=run)
 
-    def also(conn: sqlite3.Connection) -> None:
+    def also(conn: Connection) -> None:
         store.finish_run(conn, run, RunStatus.PROMOTED, {"gain": 1.0})
         raise RuntimeError("probe scoring crashed")
 
@@ -313,8 +316,28 @@ def kill(proc: subprocess.Popen[str]) -> None:
     proc.communicate()
 
 
-def test_lock_is_free_once_its_holder_is_killed(store: AdapterStore, home: Path) -> None:
-    proc = spawn(HOLD_LOCK, store.root, home / "journal.sqlite3")
+def until_free(store: AdapterStore, user: str = "ana", agent: str = "helper") -> None:
+    """Wait until a killed holder's lock is gone.
+
+    ``flock`` goes with the process, before ``wait`` returns.  An advisory
+    lock goes when the server sees the dead client's socket close, a few
+    milliseconds later: waited for here (up to 10 s), never assumed.
+    """
+    deadline = time.monotonic() + 10
+    while store.journal.dialect == "postgresql":
+        try:
+            with store.lock(user, agent):
+                return
+        except ConsolidationBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def test_lock_is_free_once_its_holder_is_killed(
+    store: AdapterStore, journal_target: str | Path
+) -> None:
+    proc = spawn(HOLD_LOCK, store.root, journal_target)
     try:
         wait_for(proc, "locked")
         with pytest.raises(ConsolidationBusyError, match=f"pid {proc.pid}"), store.lock(
@@ -325,6 +348,7 @@ def test_lock_is_free_once_its_holder_is_killed(store: AdapterStore, home: Path)
     finally:
         if proc.poll() is None:
             proc.kill()
+    until_free(store)
     with store.lock("ana", "helper"):
         add(store)
 
@@ -478,7 +502,10 @@ def test_unwritable_adapters_dir_raises_consolidation_error(store: AdapterStore)
 def test_a_file_in_the_way_raises_consolidation_error(store: AdapterStore) -> None:
     (store.root / "ana").mkdir(parents=True)
     (store.root / "ana" / "helper").write_text("not a folder")
-    with pytest.raises(ConsolidationError, match="cannot create the consolidation lock"):
+    # SQLite: the flock file cannot be made; PostgreSQL: the lock is fine, the folder is not.
+    cannot = ("cannot create the consolidation lock" if store.journal.dialect == "sqlite"
+              else "could not write memory adapter v0001")
+    with pytest.raises(ConsolidationError, match=cannot):
         store.stage("ana", "helper", "memory", writer(), config={}, metrics={})
     (store.root / "ana" / "helper").unlink()
     (store.root / "ana" / "helper").mkdir()
@@ -575,7 +602,9 @@ def test_runs(store: AdapterStore, journal: Journal) -> None:
         store.finish_run(None, "run_missing", "failed")
 
 
-def test_mark_abandoned_runs(store: AdapterStore, journal: Journal, home: Path) -> None:
+def test_mark_abandoned_runs(
+    store: AdapterStore, journal: Journal, journal_target: str | Path
+) -> None:
     child = spawn(
         "import sys\n"
         "from seal_agent.adapters import AdapterStore\n"
@@ -583,7 +612,7 @@ def test_mark_abandoned_runs(store: AdapterStore, journal: Journal, home: Path) 
         "print(AdapterStore(sys.argv[1], Journal(sys.argv[2])).start_run('ana', 'helper', {}),"
         " flush=True)\n"
         "import time; time.sleep(60)\n",
-        store.root, home / "journal.sqlite3",
+        store.root, journal_target,
     )
     try:
         assert child.stdout is not None
@@ -664,16 +693,19 @@ CRASH = textwrap.dedent(
 LEFTOVER = {"save": ".tmp-v0002-", "rename": ".tmp-v0002-", "staged": "v0002", "promote": "v0002"}
 
 
-def test_sigkill_inside_stage_or_promote_keeps_the_old_version(tmp_path: Path) -> None:
+def test_sigkill_inside_stage_or_promote_keeps_the_old_version(
+    tmp_path: Path, journal_at: Callable[[Path], str | Path]
+) -> None:
     """One child per crash point, each on its own home, killed side by side (saves seconds)."""
     homes = {point: tmp_path / point for point in LEFTOVER}
-    journals = {point: Journal(home / "journal.sqlite3") for point, home in homes.items()}
+    targets = {point: journal_at(home) for point, home in homes.items()}
+    journals = {point: Journal(targets[point]) for point in LEFTOVER}
     stores = {point: AdapterStore(homes[point] / "adapters", journals[point]) for point in LEFTOVER}
     old = {point: add(store) for point, store in stores.items()}
     tables = ("adapter_versions", "active_adapters")
     before = {point: {t: rows(journals[point], t) for t in tables} for point in LEFTOVER}
     procs = {
-        point: spawn(CRASH, stores[point].root, homes[point] / "journal.sqlite3", point)
+        point: spawn(CRASH, stores[point].root, targets[point], point)
         for point in LEFTOVER
     }
     try:
@@ -688,7 +720,8 @@ def test_sigkill_inside_stage_or_promote_keeps_the_old_version(tmp_path: Path) -
 
     for point, store in stores.items():
         journal = journals[point]
-        assert journal.execute("PRAGMA integrity_check")[0][0] == "ok", point
+        if journal.dialect == "sqlite":
+            assert journal.execute("PRAGMA integrity_check")[0][0] == "ok", point
         assert {t: rows(journal, t) for t in tables} == before[point], point
         assert store.active("ana", "helper") == old[point], point
         assert store.loadable("ana", "helper") == (old[point], []), point
@@ -702,6 +735,7 @@ def test_sigkill_inside_stage_or_promote_keeps_the_old_version(tmp_path: Path) -
         assert store.cleanup("ana", "helper") == left, point
         assert sorted(p.name for p in kind_dir.iterdir()) == ["v0001"], point
 
+        until_free(store)
         with store.lock("ana", "helper"):  # the dead process's lock is gone
             new = add(store, seed=1, parent_id=old[point].id)
         assert new.name == "v0002" and store.active("ana", "helper") == new, point

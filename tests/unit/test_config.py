@@ -244,6 +244,23 @@ def test_buffer_path_in_file_and_host_in_env_conflict(
         load_config(path)
 
 
+def test_journal_defaults_to_the_sqlite_file_in_the_home(tmp_path: Path) -> None:
+    cfg = load_config(home=tmp_path)
+    assert cfg.journal.url is None and cfg.journal_path == tmp_path / "journal.sqlite3"
+
+
+def test_journal_url_takes_postgresql(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SEAL_AGENT_JOURNAL__URL", "postgresql://seal@db.internal:5432/seal")
+    assert load_config(home=tmp_path).journal.url == "postgresql://seal@db.internal:5432/seal"
+    assert load_config(home=tmp_path, journal={"url": "postgres://h/db"}).journal.url
+
+
+@pytest.mark.parametrize("url", ["mysql://h/db", "sqlite:///tmp/j.sqlite3", "db.internal:5432"])
+def test_journal_url_with_another_scheme_is_a_config_error(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="journal.url: .*unknown journal scheme"):
+        load_config(home=tmp_path, journal={"url": url})
+
+
 def test_buffer_host_alone_is_fine() -> None:
     cfg = load_config(buffer={"host": "localhost", "port": 8001})
     assert cfg.buffer.host == "localhost"

@@ -1,7 +1,14 @@
-"""The journal against a real SQLite file: schema, durability, derivation, forgetting."""
+"""The journal against a real SQLite file and a real PostgreSQL server: schema,
+durability, derivation, forgetting.
+
+Tests that take ``journal`` or ``journal_target`` run once per engine
+(``[sqlite]``, ``[postgres]``; the server is started by tests/conftest.py).
+Tests that take ``path`` are about the SQLite file itself.
+"""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from seal_agent.errors import (
+    ConfigError,
     CorruptHomeError,
     HomeError,
+    JournalUnavailableError,
     MemoryNotFoundError,
+    MissingDependencyError,
     NamespaceNotFoundError,
     SchemaVersionError,
 )
@@ -39,8 +49,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal(path) as j:
+def journal(journal_target: str | Path) -> Iterator[Journal]:
+    with Journal(journal_target) as j:
         yield j
 
 
@@ -85,9 +95,10 @@ def _probe(id: str, interaction: Interaction, question: str = "What does the use
 # -- opening, schema ------------------------------------------------------------
 
 
-def test_wal_mode_and_foreign_keys_are_on(journal: Journal, path: Path) -> None:
-    assert journal._rows("PRAGMA journal_mode")[0][0] == "wal"
-    assert journal._rows("PRAGMA foreign_keys")[0][0] == 1
+def test_wal_mode_and_foreign_keys_are_on(path: Path) -> None:
+    with Journal(path) as journal:
+        assert journal._rows("PRAGMA journal_mode")[0][0] == "wal"
+        assert journal._rows("PRAGMA foreign_keys")[0][0] == 1
     # WAL is a property of the file: a plain connection sees it too.
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -95,8 +106,46 @@ def test_wal_mode_and_foreign_keys_are_on(journal: Journal, path: Path) -> None:
 
 def test_schema_version_is_the_number_of_migrations(journal: Journal) -> None:
     assert journal.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
-    tables = {r[0] for r in journal._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"interactions", "self_edits", "probes", "adapter_versions"} <= tables
+    listing = (
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        if journal.dialect == "sqlite"
+        else "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
+    tables = {r[0] for r in journal._rows(listing)}
+    assert {"interactions", "self_edits", "probes", "adapter_versions", "fact_probes",
+            "weights_recall", "candidates"} <= tables
+
+
+# The columns of each table, in order, as SQLite has them: PostgreSQL must hand
+# back rows of the same shape (its explicit rowid column stays hidden).
+def test_rows_have_the_same_columns_on_both_engines(journal: Journal) -> None:
+    inter = journal.log_interaction(ANA, InteractionKind.CHAT, _say("I like tea."))
+    journal.save_derivation(inter.id, [_edit("m1", inter)], [_probe("p1", inter)], {"k": 1})
+    row = journal.execute("SELECT * FROM interactions")[0]
+    assert list(row.keys()) == [
+        "id", "user_id", "agent_id", "session_id", "kind", "messages", "metadata", "created_at",
+        "derive_status", "derive_error", "derive_report", "derived_at", "consolidation_tries",
+    ]
+    assert row[0] == row["id"] == inter.id and row["consolidation_tries"] == 0
+    assert dict(row)["derive_report"] == '{"k": 1}'
+    edit = journal.execute("SELECT * FROM self_edits")[0]
+    assert edit["retrievable"] == 1 and edit["indexed"] == 0 and isinstance(edit["indexed"], int)
+    assert "rowid" not in list(edit.keys())  # a row is a tuple: `in` would search its values
+
+
+def test_text_sorts_byte_by_byte_on_both_engines(journal: Journal) -> None:
+    # SQLite compares TEXT as bytes; the PostgreSQL schema says COLLATE "C" to match.
+    # (an en_US collation would put "a" before "B" and ignore the punctuation)
+    users = ["b", "B", "a", "a.z", "a-z", "A1", "9z"]
+    for user in users:
+        journal.log_interaction(Namespace(user_id=user, agent_id="helper", session_id="s"),
+                                InteractionKind.CHAT, _say("hi"))
+    assert [r["user_id"] for r in journal.namespaces()] == sorted(users)
+
+
+def test_a_question_mark_inside_a_literal_is_not_a_placeholder(journal: Journal) -> None:
+    rows = journal.execute("SELECT 'why?', ? , '100%'", ("x",))
+    assert tuple(rows[0]) == ("why?", "x", "100%")
 
 
 def test_creates_missing_parent_directories(tmp_path: Path) -> None:
@@ -106,10 +155,10 @@ def test_creates_missing_parent_directories(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_reopening_keeps_data_and_does_not_migrate_again(path: Path) -> None:
-    with Journal(path) as j:
+def test_reopening_keeps_data_and_does_not_migrate_again(journal_target: str | Path) -> None:
+    with Journal(journal_target) as j:
         iid = j.log_interaction(ANA, InteractionKind.DOCUMENT, _say("I like tea.")).id
-    with Journal(path) as j:
+    with Journal(journal_target) as j:
         assert j.schema_version == len(MIGRATIONS)
         assert j.get_interaction(iid).user_text == "I like tea."
 
@@ -124,6 +173,63 @@ def test_newer_schema_is_refused_and_left_alone(path: Path) -> None:
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
     raw.close()
+
+
+def test_newer_schema_on_postgres_is_refused_and_left_alone(postgres_url: str) -> None:
+    import psycopg
+
+    Journal(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as raw:
+        raw.execute("UPDATE schema_version SET version = %s", (len(MIGRATIONS) + 1,))
+    with pytest.raises(SchemaVersionError, match="upgrade seal-agent"):
+        Journal(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as raw:
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [
+            (len(MIGRATIONS) + 1,)
+        ]
+
+
+def test_postgres_ddl_keeps_sqlite_semantics(postgres_url: str) -> None:
+    import psycopg
+
+    Journal(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as raw:
+        types = dict(raw.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'candidates'").fetchall())
+        collation = raw.execute(
+            "SELECT collation_name FROM information_schema.columns "
+            "WHERE table_name = 'interactions' AND column_name = 'user_id'").fetchone()
+    assert types["reward"] == "double precision" and types["sample_index"] == "bigint"
+    assert types["rowid"] == "bigint"
+    assert collation == ("C",)
+
+
+def test_an_unknown_scheme_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown journal scheme 'mysql'"):
+        Journal("mysql://root:secret@db/seal")
+    with pytest.raises(ConfigError) as info:
+        Journal("mysql://root:secret@db/seal")
+    assert "secret" not in str(info.value)
+
+
+def test_postgres_without_psycopg_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an absent package looks like
+    with pytest.raises(MissingDependencyError, match=r"seal-agent\[postgres\]") as info:
+        Journal("postgresql://nobody@127.0.0.1:1/none")
+    assert isinstance(info.value, ImportError)
+
+
+def test_an_unreachable_server_names_the_host_and_hides_the_password() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(JournalUnavailableError, match=f"127.0.0.1:{port}") as info:
+        Journal(f"postgresql://seal:hunter2@127.0.0.1:{port}/journal")
+    assert "hunter2" not in str(info.value)
+    assert isinstance(info.value, ConnectionError) and isinstance(info.value, HomeError)
 
 
 def test_garbage_file_is_a_corrupt_home(path: Path) -> None:
@@ -294,8 +400,9 @@ def test_a_failed_save_derivation_changes_nothing(journal: Journal) -> None:
     inter = journal.log_interaction(ANA, InteractionKind.CHAT, _say("I like tea."))
     journal.save_derivation(inter.id, [_edit("m1", inter)], [], {})
     # Two edits with one id: the insert fails half-way; the earlier state must stay.
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(journal.errors) as info:
         journal.save_derivation(inter.id, [_edit("dup", inter), _edit("dup", inter)], [], {})
+    assert "IntegrityError" in {c.__name__ for c in type(info.value).__mro__}
     assert [e.id for e in journal.self_edits()] == ["m1"]
     assert journal.get_interaction(inter.id).derive_status is DeriveStatus.DONE
 
@@ -455,8 +562,8 @@ def test_self_edits_filters(journal: Journal) -> None:
     assert journal.get_self_edit("t").retrievable is False
 
 
-def test_a_second_journal_on_the_same_file_sees_committed_rows(path: Path) -> None:
-    with Journal(path) as writer, Journal(path) as reader:
+def test_a_second_journal_on_the_same_file_sees_committed_rows(journal_target: str | Path) -> None:
+    with Journal(journal_target) as writer, Journal(journal_target) as reader:
         inter = writer.log_interaction(ANA, InteractionKind.CHAT, _say("I like tea."))
         assert reader.get_interaction(inter.id).user_text == "I like tea."
         writer.save_derivation(inter.id, [_edit("m1", inter)], [], {})

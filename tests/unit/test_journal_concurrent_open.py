@@ -4,7 +4,9 @@ Four workers that start together used to race to create the schema: all read
 ``user_version = 0``, all ran migration 1, and three of four died with a false
 ``CorruptHomeError`` ("table interactions already exists"). These tests start
 real processes, hold them at a start file so they really race, and check that
-every one opens the home and that every statement lands.
+every one opens the home and that every statement lands.  The first two run
+once per engine: the SQLite file, and a new PostgreSQL database (whose
+migrations are serialised by the journal's advisory lock).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def _wait_for(start_file: str) -> None:
             raise TimeoutError("start file never appeared")
 
 
-def _open_and_remember(home: str, start_file: str, worker: int, ready: str) -> None:
+def _open_and_remember(
+    home: str, url: str | None, start_file: str, worker: int, ready: str
+) -> None:
     """Child process: open the home through the public API with derivation off."""
     for key in [k for k in os.environ if k.upper().startswith("SEAL_AGENT_")]:
         del os.environ[key]
@@ -40,7 +44,8 @@ def _open_and_remember(home: str, start_file: str, worker: int, ready: str) -> N
 
     Path(ready).touch()
     _wait_for(start_file)
-    agent = SealAgent.open(home, user_id=f"u{worker}", agent={"derive": "off"})
+    journal = {"url": url} if url else {}
+    agent = SealAgent.open(home, user_id=f"u{worker}", agent={"derive": "off"}, journal=journal)
     try:
         for n in range(STATEMENTS):
             agent.remember(f"Worker {worker} statement {n}: the kettle is blue.")
@@ -70,25 +75,39 @@ def _race(target: object, args_for: list[tuple[object, ...]], gate: Path) -> lis
     return [proc.exitcode if proc.exitcode is not None else -999 for proc in procs]
 
 
-def test_four_processes_create_one_new_home_at_once(tmp_path: Path) -> None:
+def test_four_processes_create_one_new_home_at_once(
+    tmp_path: Path, journal_target: str | Path
+) -> None:
     home = tmp_path / "home"
     gate = tmp_path / "go"
-    args = [(str(home), str(gate), w, str(tmp_path / f"ready{w}")) for w in range(WORKERS)]
+    url = journal_target if isinstance(journal_target, str) else None
+    args = [(str(home), url, str(gate), w, str(tmp_path / f"ready{w}")) for w in range(WORKERS)]
     codes = _race(_open_and_remember, args, gate)
     assert codes == [0] * WORKERS
 
-    with Journal(home / "journal.sqlite3") as journal:
+    with Journal(journal_target) as journal:
         assert journal.schema_version == SCHEMA_VERSION
         rows = journal.execute("SELECT user_id, COUNT(*) AS n FROM interactions GROUP BY user_id")
     assert {r["user_id"]: r["n"] for r in rows} == {f"u{w}": STATEMENTS for w in range(WORKERS)}
 
 
-def test_journals_opened_at_once_migrate_once(tmp_path: Path) -> None:
-    path = tmp_path / "j" / "journal.sqlite3"
+def test_journals_opened_at_once_migrate_once(tmp_path: Path, journal_target: str | Path) -> None:
+    path = journal_target
     gate = tmp_path / "go"
     args = [(str(path), str(gate), str(tmp_path / f"ready{w}")) for w in range(WORKERS)]
     codes = _race(_open_journal, args, gate)
     assert codes == [0] * WORKERS
+    if isinstance(path, str):  # PostgreSQL: one version row, every table once
+        import psycopg
+
+        with psycopg.connect(path) as db:
+            assert db.execute("SELECT version FROM schema_version").fetchall() == [
+                (SCHEMA_VERSION,)
+            ]
+            tables = [r[0] for r in db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        assert len(tables) == len(set(tables)) and "interactions" in tables
+        return
 
     db = sqlite3.connect(path)
     try:

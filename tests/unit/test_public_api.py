@@ -69,6 +69,8 @@ EXPECTED = {
     "InvalidNamespaceError",
     "InvalidTextError",
     "MemoryNotFoundError",
+    "MissingDependencyError",
+    "JournalUnavailableError",
     "ModelError",
     "ModelLoadError",
     "ModelNotFoundError",

@@ -64,8 +64,9 @@ def test_an_unknown_status_is_refused() -> None:
 
 # -- the ledger, on a real journal and store ------------------------------------------------
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "journal.sqlite3") as j:
+def journal(journal_target: str | Path) -> Iterator[Journal]:
+    """Once per engine: SQLite and PostgreSQL (tests/conftest.py)."""
+    with Journal(journal_target) as j:
         yield j
 
 
@@ -133,7 +134,8 @@ def test_tries_are_counted_alone_or_inside_a_transaction(
     ledger.count_tries([])
     ledger.count_tries(ids)
     with journal.transaction() as conn:
-        assert isinstance(conn, sqlite3.Connection)
+        if journal.dialect == "sqlite":
+            assert isinstance(conn, sqlite3.Connection)
         ledger.count_tries(ids[:1], conn)
     assert tries() == [2, 1]
 
