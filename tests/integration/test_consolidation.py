@@ -106,6 +106,9 @@ def test_gate_refuses_an_update_that_breaks_retention(make_agent):
     agent.config.consolidation.update_lr = 1e-2
     agent.config.consolidation.update_epochs = 20
     agent.config.consolidation.max_retention_drop = 0.05
+    # more sampled candidates: with 2, the self-edit gate has dropped both (a fresh-clone CI
+    # run, 2026-12-04: 0 tokens trained, nothing_to_promote), and the gate was never reached
+    agent.config.consolidation.k = 4
     agent.remember("I work as a glassblower in Tacoma.", user_id="cy",
                    probes=[("What is my job?", "glassblower")])
     second = agent.consolidate(user_id="cy")

@@ -69,7 +69,7 @@ def test_completion_only_loss_masks_the_prompt(trainer):
     tok = trainer.tokenizer
     prompt = "Passage: The Ember Canal has 14 locks.\nImplications:\n-"
     completion = " The canal has 14 locks."
-    seqs, masked, weights = trainer._encode_examples([TrainExample(prompt, completion)], 256)
+    seqs, masked, weights, _soft = trainer._encode_examples([TrainExample(prompt, completion)], 256)
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert seqs[0] == prompt_ids + completion_ids and masked == [len(prompt_ids)]
@@ -91,7 +91,7 @@ def test_completion_only_loss_masks_the_prompt(trainer):
     assert float(loss.detach()) == pytest.approx(float(manual), rel=1e-4)
 
     # a weight scales loss (and gradient): GRPO's negative advantages push a completion down
-    seqs, masked, _ = trainer._encode_examples([TrainExample(prompt, completion, -0.5)], 256)
+    seqs, masked, *_ = trainer._encode_examples([TrainExample(prompt, completion, -0.5)], 256)
     weighted = _Rows.build(seqs, [[0]], length, 0, masked=masked, weights=[-0.5])
     wloss, _ = trainer._batch_loss(weighted, bf16=False)
     assert float(wloss.detach()) == pytest.approx(-0.5 * float(manual), rel=1e-4)
