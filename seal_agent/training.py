@@ -542,19 +542,20 @@ class LoraTrainer:
             raise ConfigError(
                 "distilled examples need a plain output head (no bias or logit soft-capping); "
                 "this model has another: train its replay as plain examples")
-        out = []
         n_rows, row_len = rows.ids.shape
+        out = torch.zeros(n_rows, row_len, self._hidden)  # rows without a distilled slot stay 0
+        wanted = rows.soft.any(dim=1).nonzero().squeeze(1)  # only rows that hold replay
         step = max(1, batch_tokens // row_len)
         with torch.no_grad(), self._peft.disable_adapter():
-            for start in range(0, n_rows, step):
-                batch = rows.select(torch.arange(start, min(n_rows, start + step))).to(self.device)
+            for chunk in torch.split(wanted, step):
+                batch = rows.select(chunk).to(self.device)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                     hidden = self._decoder(
                         input_ids=batch.ids, attention_mask=self._mask(batch), position_ids=batch.pos,
                         use_cache=False,
                     ).last_hidden_state
-                out.append(hidden.float().cpu())
-        return torch.cat(out)
+                out[chunk] = hidden.float().cpu()
+        return out
 
     def _fuse_lora(self, on: bool) -> None:
         """Swap PEFT's LoRA forward for the fused one on every plain LoRA linear, or back."""
