@@ -19,6 +19,7 @@ from seal_agent.errors import SealAgentError
 
 if TYPE_CHECKING:
     from seal_agent.agent import SealAgent
+    from seal_agent.config import SealAgentConfig
 
 console = Console()
 err_console = Console(stderr=True)
@@ -70,6 +71,15 @@ def open_agent(
     the home never starts a worker on old pending interactions.
     """
     from seal_agent.agent import SealAgent
+
+    cfg = cli_config(home, config, derive)
+    return SealAgent(
+        cfg, user_id=user, agent_id=agent, session_id=session, resume_pending=not read_only
+    )
+
+
+def cli_config(home: Path | None, config: Path | None, derive: str | None = None) -> SealAgentConfig:
+    """The configuration with the command line's --home and --derive on top."""
     from seal_agent.config import load_config
 
     overrides: dict[str, Any] = {}
@@ -77,10 +87,7 @@ def open_agent(
         overrides["home"] = home
     if derive is not None:
         overrides["agent"] = {"derive": derive}
-    cfg = load_config(config, **overrides)
-    return SealAgent(
-        cfg, user_id=user, agent_id=agent, session_id=session, resume_pending=not read_only
-    )
+    return load_config(config, **overrides)
 
 
 def quiet_libraries() -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from seal_agent.cli._common import ConfigOpt, HomeOpt, console, friendly_errors, quiet_libraries
+from seal_agent.cli._common import (
+    ConfigOpt,
+    HomeOpt,
+    cli_config,
+    console,
+    friendly_errors,
+    quiet_libraries,
+)
 
 
 @friendly_errors
@@ -32,15 +39,9 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the agent as an OpenAI-compatible API (chat completions), with memory endpoints."""
-    from seal_agent.config import load_config
     from seal_agent.serve.auth import check_bind
 
-    overrides: dict[str, Any] = {}
-    if home is not None:
-        overrides["home"] = home
-    if derive is not None:
-        overrides["agent"] = {"derive": derive}
-    cfg = load_config(config, **overrides)
+    cfg = cli_config(home, config, derive)
     serve_cfg = cfg.serve.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
