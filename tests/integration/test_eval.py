@@ -1,5 +1,5 @@
 """Smoke runs of `seal-agent eval` on one or two items each, with the real model, the
-real agent (SQLite journal, embedded Chroma) and a tiny data fixture (tests/data).
+real agent (SQLite journal, embedded Chroma) and the real data sets (../shared/data).
 
 They check the structure of what is written and that every score comes from
 the real generation it sits beside (re-scored here), not from anywhere else.
@@ -19,11 +19,16 @@ from seal_agent.eval.conversations import score_answer
 from seal_agent.eval.data import MemoryQuestion
 from seal_agent.eval.scoring import squad_scores
 
-# The tiny fictional fixture in tests/data, always: the runs are the same in a fresh
-# clone, and shorter than on the real sets (tests/unit/test_eval_scoring.py reads
-# the real files where ../shared/data holds them).
-DATA = Path(__file__).resolve().parents[1] / "data"
+# The shared data sets, never copied into the repo. Missing, they fail the run (a skip
+# would hide the eval harness going untested).
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _shared_data() -> None:
+    if not DATA.is_dir():
+        pytest.fail(f"the eval tests read ../shared/data ({DATA}); it is not here", pytrace=False)
 runner = CliRunner()
 
 

@@ -1,6 +1,6 @@
 """Scoring, intervals, data splits and result files of the evaluation harness
-(pure logic). The loaders are checked on the tiny fixture in tests/data always,
-and on the real data sets as well wherever ../shared/data holds them."""
+(pure logic). The loaders are checked on the real data sets in ../shared/data (never
+copied into the repo; missing, they fail the run)."""
 
 from __future__ import annotations
 
@@ -40,17 +40,16 @@ from seal_agent.eval.scoring import (
 )
 from seal_agent.eval.squad import parse_teacher_edit
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def sources(*files: str) -> list[Path]:
-    """The fixture, and the real data too where it holds ``files`` (no skip either way)."""
-    return [FIXTURE] + ([SHARED] if all((SHARED / f).is_file() for f in files) else [])
+    """The shared data folder, which must hold ``files`` (checked when the test runs)."""
+    return [SHARED]
 
 
 def ids(folder: Path) -> str:
-    return "fixture" if folder == FIXTURE else "shared"
+    return "shared"
 
 
 # -- SQuAD conventions ---------------------------------------------------------------------
@@ -157,8 +156,8 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_squad_split_follows_the_first_24_titles(data: Path) -> None:
     dev, h1 = load_squad(data, "dev")
     held, h2 = load_squad(data, "heldout")
-    # data/README.md for the real set; tests/data/README.md for the fixture
-    expected = (25, 2, "Lake Orvel") if data == FIXTURE else (1048, 1019, "Super Bowl 50")
+    # data/README.md
+    expected = (1048, 1019, "Super Bowl 50")
     assert (len(dev), len(held), dev[0].title) == expected
     assert len({p.title for p in dev}) == 24
     assert h1 == h2 and h1.startswith("sha256:")
@@ -176,7 +175,7 @@ def test_teacher_edits_cover_heldout_passages(data: Path) -> None:
     edits = load_teacher_edits(data, "gpt41")
     held, _ = load_squad(data, "heldout")
     covered = [p for p in held if p.context in edits]
-    assert len(covered) == (1 if data == FIXTURE else 108)  # data/README.md: 108 of the 200
+    assert len(covered) == 108  # data/README.md: 108 of the 200
     lines = parse_teacher_edit(edits[covered[0].context][0])
     assert lines and all(len(x.split()) >= 3 for x in lines)
 
@@ -185,7 +184,7 @@ def test_teacher_edits_cover_heldout_passages(data: Path) -> None:
 def test_locomo_split_and_evidence(data: Path) -> None:
     dev, _ = load_locomo(data, "dev", questions_per_conversation=4)
     held, _ = load_locomo(data, "heldout")
-    assert (len(dev), len(held)) == ((5, 1) if data == FIXTURE else (5, 5))
+    assert (len(dev), len(held)) == (5, 5)
     assert {c.id for c in dev}.isdisjoint({c.id for c in held})
     conv = dev[0]
     assert len(conv.questions) == 4 and all(q.category in "1234" for q in conv.questions)
@@ -200,9 +199,9 @@ def test_locomo_split_and_evidence(data: Path) -> None:
 def test_longmemeval_split_and_types(data: Path) -> None:
     dev, _ = load_longmemeval(data, "dev")
     held, _ = load_longmemeval(data, "heldout")
-    assert (len(dev), len(held)) == ((3, 0) if data == FIXTURE else (250, 250))
+    assert (len(dev), len(held)) == (250, 250)
     assert {c.id for c in dev}.isdisjoint({c.id for c in held})
-    split = "dev" if data == FIXTURE else "heldout"  # the fixture is all dev
+    split = "heldout"
     only, _ = load_longmemeval(data, split, question_types={"knowledge-update"})
     assert only and all(c.questions[0].category == "knowledge-update" for c in only)
     assert any(t.evidence for c in (held or dev)[:20] for t in c.turns("all"))
