@@ -52,6 +52,11 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--distill", action="store_true",
                     help="replay as self-distillation (consolidation.replay_distill)")
+    ap.add_argument("--answers", choices=("clause", "short", "mixed"), default="clause",
+                    help="answer sentences of the template pairs (facts.relation_pairs)")
+    ap.add_argument("--train-questions", type=int, default=3, help="template pairs trained per fact")
+    ap.add_argument("--misses", action="store_true",
+                    help="also print each check question not said and each general answer lost")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
@@ -96,7 +101,7 @@ def main() -> None:
     examples: list = []
     checks = []
     for fact in facts:
-        pairs, _ = build_probes(fact.statement)
+        pairs, _ = build_probes(fact.statement, n_train=args.train_questions, answers=args.answers)
         examples.append(fact.statement)
         examples += [TrainExample(prompt=prompt(p.question), completion=p.answer)
                      for fp in pairs for p in fp.train]
@@ -110,8 +115,16 @@ def main() -> None:
     answers = ask(trainer.model, [q for q, _ in checks])
     recall = sum(said(a, f.answer, f.aliases) for a, (_, f) in zip(answers, checks, strict=True))
     kept = {}
+    if args.misses:
+        for a, (q, f) in zip(answers, checks, strict=True):
+            if not said(a, f.answer, f.aliases):
+                print(json.dumps({"missed": q, "gold": f.answer, "answer": a}), flush=True)
     for name, qs in sets.items():
         got = ask(trainer.model, [q for q, _ in qs])
+        if args.misses:
+            for b, a, (q, gold) in zip(base[name], got, qs, strict=True):
+                if b and not said(a, gold):
+                    print(json.dumps({"lost": q, "set": name, "answer": a}), flush=True)
         kept[name] = (f"{sum(b and said(a, gold) for b, a, (_, gold) in zip(base[name], got, qs, strict=True))}"
                       f"/{sum(base[name])}")
     print(json.dumps({"tag": args.tag, **vars(args), "train_seconds": round(seconds),

@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from seal_agent.text import content_words, is_degenerate, normalize, unsupported_terms
 
@@ -409,11 +410,16 @@ _RELATIONS: tuple[_Relation, ...] = (
 _CLAUSE_RE = re.compile(r"(?<=[.!?;])\s+|,\s+(?=(?:and|so|but)\b)|\s+and\s+(?=(?:I|my)\b)", re.IGNORECASE)
 
 
-def relation_pairs(source: str) -> list[FactPair]:
+AnswerForm = Literal["clause", "short", "mixed"]
+
+
+def relation_pairs(source: str, answers: AnswerForm = "clause") -> list[FactPair]:
     """Template questions for each relation the statement states, with the answer said back.
 
     Safe by construction: the key is a span of the user's words, the answer is
-    the user's own clause in the second person.
+    the user's own clause in the second person: all of it (``clause``), cut
+    where the relation ends (``short``: "Your dog is called Marzipan."), or the
+    two in turn, short first (``mixed``).
     """
     pairs: list[FactPair] = []
     keys: set[str] = set()
@@ -437,9 +443,11 @@ def relation_pairs(source: str) -> list[FactPair]:
                 have = bool(groups.get("have"))
                 groups.update(aux="have" if have else "do",
                               verb2=("have " if have else "") + groups["verb"])
-            answer = _sentence(second_person(clause))
-            for template in rel.questions:
+            full = _sentence(second_person(clause))
+            short = _sentence(second_person(clause[: m.end()].rstrip(" ,;")))
+            for n, template in enumerate(rel.questions):
                 question = template.format(**groups)
+                answer = {"clause": full, "short": short}.get(answers, short if n % 2 == 0 else full)
                 if check_pair(question, answer, key, source) is None:
                     pairs.append(FactPair(question, answer, key))
             keys.add(normalize(key))
@@ -487,6 +495,7 @@ def build_probes(
     n_train: int = 3,
     n_check: int = 2,
     max_keys: int = 3,
+    answers: AnswerForm = "clause",
 ) -> tuple[list[FactProbes], Counter[str]]:
     """Per answer key of the statement: ``n_train`` pairs to train on, ``n_check`` held apart.
 
@@ -496,7 +505,7 @@ def build_probes(
     on but can never be verified, so its memory stays retrievable.
     """
     written, dropped = model_pairs(model_output, source) if model_output else ([], Counter())
-    templated = relation_pairs(source)
+    templated = relation_pairs(source, answers)
     by_key: dict[str, list[FactPair]] = {}
     for pair in [*templated, *written]:
         by_key.setdefault(normalize(pair.key), []).append(pair)

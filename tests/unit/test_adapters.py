@@ -10,6 +10,7 @@ Crash tests kill real subprocesses with SIGKILL at each step of a stage.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -480,20 +481,35 @@ def _tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name != ".lock")
 
 
+@contextlib.contextmanager
+def _unwritable(folder: Path) -> Iterator[None]:
+    """The folder cannot be written to: chmod for a user; for root (whom chmod does not
+    stop) the file system's immutable flag, which stops root too."""
+    folder.chmod(0o500)
+    immutable = False
+    try:
+        if os.access(folder, os.W_OK):
+            done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.fail(f"running as root and chattr +i failed ({done.stderr.strip()}): "
+                            "nothing here can make the folder unwritable")
+            immutable = True
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
 def test_unwritable_adapters_dir_raises_consolidation_error(store: AdapterStore) -> None:
     add(store)
     before = _tree(store.root)
     # the folder of ana's versions, then the adapters dir itself (a new user "cy")
     for locked_dir, user in ((store.root / "ana" / "helper" / "memory", "ana"), (store.root, "cy")):
-        locked_dir.chmod(0o500)
-        try:
-            if os.access(locked_dir, os.W_OK):
-                pytest.skip("running as root: chmod does not stop writes")
-            with pytest.raises(ConsolidationError, match="Permission denied") as info:
+        with _unwritable(locked_dir):
+            with pytest.raises(ConsolidationError, match="Permission denied|Operation not permitted") as info:
                 store.stage(user, "helper", "memory", writer(1), config={}, metrics={})
             assert isinstance(info.value.__cause__, PermissionError)
-        finally:
-            locked_dir.chmod(0o755)
         assert _tree(store.root) == before
     assert active(store).name == "v0001"
     assert add(store, seed=1).name == "v0002"
