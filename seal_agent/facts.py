@@ -271,9 +271,10 @@ def _new_span(question: str, answer: str, source: str) -> str | None:
 
 
 # -- templates per relation ----------------------------------------------------------
-_SPAN = r"(?P<key>[^,.;!?]+?)"
+# an initial's dot ("Ursula K. Le Guin") stays inside a key and a clause
+_SPAN = r"(?P<key>(?:[^,.;!?]|(?<=\b[A-Z])\.)+?)"
 # a key ends at punctuation, a conjunction, or a trailing phrase ("... now", "... at the shipyard")
-_END = (r"(?=\s*(?:[,.;!?]|\band\b|\bso\b|\bbut\b|\bbecause\b|$)|\s+(?:now|here|there|today|"
+_END = (r"(?=\s*(?:[,;!?]|\.(?<!\b[A-Z]\.)|\band\b|\bso\b|\bbut\b|\bbecause\b|$)|\s+(?:now|here|there|today|"
         r"these days|at|for|in|on|with|by|from|since|every|all|so far|one day|someday|soon)\b)")
 _DET = r"(?:(?:a|an|the)\s+)?"
 # after "I"/"we" any word is the verb; after "my X" only a word that looks like one
@@ -407,7 +408,7 @@ _RELATIONS: tuple[_Relation, ...] = (
     _rel(r"\bI(?:'m| am) (?P<key>(?-i:[A-Z][a-z]+))" + _END,
          *_NAME_QS),
 )
-_CLAUSE_RE = re.compile(r"(?<=[.!?;])\s+|,\s+(?=(?:and|so|but)\b)|\s+and\s+(?=(?:I|my)\b)", re.IGNORECASE)
+_CLAUSE_RE = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)\s+|,\s+(?=(?:and|so|but)\b)|\s+and\s+(?=(?:I|my)\b)", re.IGNORECASE)
 
 
 AnswerForm = Literal["clause", "short", "mixed"]
@@ -482,7 +483,7 @@ _IRREGULAR = {"went": "go", "spent": "spend", "met": "meet", "got": "get", "grew
 
 
 def _sentence(text: str) -> str:
-    text = re.sub(r"^(?:hi|hello|hey)[!,.]?\s+", "", text.strip(), flags=re.IGNORECASE)
+    text = re.sub(r"^(?:hi|hello|hey)[!,.]?\s+", "", text.strip(), flags=re.IGNORECASE).rstrip(" ,;:")
     text = text[0].upper() + text[1:] if text else text
     return text if text.endswith((".", "!")) else text + "."
 

@@ -141,3 +141,11 @@ def test_an_opinion_has_no_checkable_answer() -> None:
 
 def test_question_key_spells_out_contractions() -> None:
     assert question_key("What's my job?") == question_key("What is my job")
+
+
+def test_an_initial_stays_inside_the_key_and_the_answer_ends_cleanly() -> None:
+    pairs = relation_pairs("My favorite author is Ursula K. Le Guin; I reread her books every winter.")
+    assert {p.key for p in pairs} == {"Ursula K. Le Guin"}
+    assert pairs[0].answer == "Your favorite author is Ursula K. Le Guin."
+    # a sentence's full stop still ends a clause and a key
+    assert [p.key for p in relation_pairs("I live in Duluth. My dog is called Rex.")][::5] == ["Duluth", "Rex"]
