@@ -272,9 +272,10 @@ def _new_span(question: str, answer: str, source: str) -> str | None:
 
 # -- templates per relation ----------------------------------------------------------
 # an initial's dot ("Ursula K. Le Guin") stays inside a key and a clause
+_NOT_INITIAL = r"(?<!\b[A-Z]\.)"  # after a dot that does not close an initial
 _SPAN = r"(?P<key>(?:[^,.;!?]|(?<=\b[A-Z])\.)+?)"
 # a key ends at punctuation, a conjunction, or a trailing phrase ("... now", "... at the shipyard")
-_END = (r"(?=\s*(?:[,;!?]|\.(?<!\b[A-Z]\.)|\band\b|\bso\b|\bbut\b|\bbecause\b|$)|\s+(?:now|here|there|today|"
+_END = (r"(?=\s*(?:[,;!?]|\." + _NOT_INITIAL + r"|\band\b|\bso\b|\bbut\b|\bbecause\b|$)|\s+(?:now|here|there|today|"
         r"these days|at|for|in|on|with|by|from|since|every|all|so far|one day|someday|soon)\b)")
 _DET = r"(?:(?:a|an|the)\s+)?"
 # after "I"/"we" any word is the verb; after "my X" only a word that looks like one
@@ -408,7 +409,7 @@ _RELATIONS: tuple[_Relation, ...] = (
     _rel(r"\bI(?:'m| am) (?P<key>(?-i:[A-Z][a-z]+))" + _END,
          *_NAME_QS),
 )
-_CLAUSE_RE = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)\s+|,\s+(?=(?:and|so|but)\b)|\s+and\s+(?=(?:I|my)\b)", re.IGNORECASE)
+_CLAUSE_RE = re.compile(r"(?<=[.!?;])" + _NOT_INITIAL + r"\s+|,\s+(?=(?:and|so|but)\b)|\s+and\s+(?=(?:I|my)\b)", re.IGNORECASE)
 
 
 AnswerForm = Literal["clause", "short", "mixed"]
@@ -445,10 +446,11 @@ def relation_pairs(source: str, answers: AnswerForm = "clause") -> list[FactPair
                 groups.update(aux="have" if have else "do",
                               verb2=("have " if have else "") + groups["verb"])
             full = _sentence(second_person(clause))
-            short = _sentence(second_person(clause[: m.end()].rstrip(" ,;")))
+            short = _sentence(second_person(clause[: m.end()]))
             for n, template in enumerate(rel.questions):
                 question = template.format(**groups)
-                answer = {"clause": full, "short": short}.get(answers, short if n % 2 == 0 else full)
+                use_short = answers == "short" or (answers == "mixed" and n % 2 == 0)
+                answer = short if use_short else full
                 if check_pair(question, answer, key, source) is None:
                     pairs.append(FactPair(question, answer, key))
             keys.add(normalize(key))
