@@ -276,7 +276,8 @@ _NOT_INITIAL = r"(?<!\b[A-Z]\.)"  # after a dot that does not close an initial
 _SPAN = r"(?P<key>(?:[^,.;!?]|(?<=\b[A-Z])\.)+?)"
 # a key ends at punctuation, a conjunction, or a trailing phrase ("... now", "... at the shipyard")
 _END = (r"(?=\s*(?:[,;!?]|\." + _NOT_INITIAL + r"|\band\b|\bso\b|\bbut\b|\bbecause\b|$)|\s+(?:now|here|there|today|"
-        r"these days|at|for|in|on|with|by|from|since|every|all|so far|one day|someday|soon)\b)")
+        r"these days|at|for|in|on|with|by|from|since|every|all|so far|one day|someday|soon|"
+        r"(?:this|next|last) (?:year|month|week|spring|summer|autumn|fall|winter))\b)")
 _DET = r"(?:(?:a|an|the)\s+)?"
 # after "I"/"we" any word is the verb; after "my X" only a word that looks like one
 _VERB = (r"(?P<verb>(?:(?<=\bI )|(?<=\bwe ))[a-z]+|[a-z]+(?:s|ed)|went|spent|met|got|grew|began|"
@@ -301,7 +302,7 @@ _NAME_QS = ("What is my name?", "What am I called?", "Who am I?", "Do you rememb
 _JOB_QS = ("What is my job?", "What do I do for a living?", "What do I work as?",
            "What is my profession?", "What is my occupation?")
 _FAMILY = (r"(?P<rel>brother|sister|mother|father|mom|mum|dad|wife|husband|partner|son|daughter|"
-           r"friend|cousin|aunt|uncle|grandmother|grandfather|boss)")
+           r"(?:best )?friend|cousin|aunt|uncle|grandmother|grandfather|grandma|grandpa|boss)")
 
 _RELATIONS: tuple[_Relation, ...] = (
     _rel(r"\bmy name is " + _SPAN + _END,
@@ -323,7 +324,7 @@ _RELATIONS: tuple[_Relation, ...] = (
          "What does my {rel} do for a living?", "What is my {rel}'s job?",
          "What does my {rel} work as?", "What is my {rel}'s profession?",
          "What job does my {rel} have?"),
-    _rel(r"\bmy " + _FAMILY + r"(?:'s name)? is (?:called )?"
+    _rel(r"\bmy " + _FAMILY + r"(?:'s name)? (?:is|was) (?:called )?"
          r"(?P<key>(?-i:[A-Z][a-z]+))" + _END,
          "What is my {rel}'s name?", "What is my {rel} called?", "Who is my {rel}?",
          "What's the name of my {rel}?", "Do you know my {rel}'s name?"),
@@ -381,6 +382,35 @@ _RELATIONS: tuple[_Relation, ...] = (
     _rel(r"\b(?:a|an|my) (?:[a-z]+ )?(?P<rel>[a-z]+) (?:named|called) (?P<key>(?-i:[A-Z][a-z]+))",
          "What is my {rel} called?", "What is the name of my {rel}?", "What did I name my {rel}?",
          "What's my {rel}'s name?", "Do you remember what my {rel} is called?"),
+    # a name given: "We named our goldfish Pickles", "Everyone calls me Bex"
+    _rel(r"\b(?:I|we) (?:named|called) (?:my|our|the) (?P<rel>[a-z ]{2,30}?) (?P<key>(?-i:[A-Z][a-z]+))",
+         "What is my {rel} called?", "What is the name of my {rel}?", "What did I name my {rel}?",
+         "What's my {rel}'s name?", "Do you remember what my {rel} is called?"),
+    _rel(r"\b(?:everyone|everybody|people|my friends|friends) (?:calls?) me (?P<key>(?-i:[A-Z][a-z]+))",
+         "What do people call me?", "What is my nickname?", "What does everyone call me?",
+         "What name do my friends call me?", "Which nickname do I have?"),
+    # age: "I'm 29 years old"
+    _rel(r"\bI(?:'m| am) (?P<key>\d{1,3})(?= years old|\s*(?:[,;!?]|\.(?!\d)|$))",
+         "How old am I?", "What is my age?", "How many years old am I?",
+         "Do you remember how old I am?", "What age am I?"),
+    # counts in a place: "There are 12 apple trees in my garden"
+    _rel(r"\bthere (?:are|is) (?:about |around |over |nearly )?(?P<key>\d+) "
+         r"(?P<rel>[a-z]+(?: [a-z]+)?) (?P<prep>in|at|on) (?P<place>(?:my|our) [a-z]+)",
+         "How many {rel} are there {prep} {place}?", "How many {rel} are {prep} {place}?",
+         "What is the number of {rel} {prep} {place}?", "Do you remember how many {rel} are {prep} {place}?",
+         "How many {rel} did I say are {prep} {place}?"),
+    # a count that a thing has: "My bike has 21 gears", "My commute takes about 45 minutes"
+    _rel(r"\b(?P<subj>my [a-z' -]{2,30}?|our [a-z' -]{2,30}?) (?P<verb>has|had|[a-z]+s|[a-z]+ed) "
+         r"(?:about |around |roughly |over |nearly |almost |just )?(?P<key>\d+) (?P<rel>[a-z]+)",
+         "How many {rel} {aux} {subj_q} {vbase}?", "What is the number of {rel} {subj_q} {vpast}?",
+         "Do you remember how many {rel} {subj_q} {vpast}?", "How many {rel} did I say {subj_q} {vpast}?",
+         "Tell me how many {rel} {subj_q} {vpast}?"),
+    # what someone trains to become: "I'm training to become a paramedic", "My daughter is studying to be a dentist"
+    _rel(r"\b(?P<subj>I|my " + _FAMILY + r")(?: am|'m| is|'s) (?P<ing>training|studying|learning|hoping|planning) "
+         r"to (?P<be>be|become) (?:a|an) " + _SPAN + _END,
+         "What {cop} {subj_q} {ing} to {be}?", "What job {cop} {subj_q} {ing} for?",
+         "What {aux} {subj_q} want to become?", "What career {cop} {subj_q} {ing} for?",
+         "Do you remember what {subj_q} {cop2} {ing} to {be}?"),
     # dates: "My passport expires on November 14", "I passed my driving test on August 17"
     _rel(r"\b(?P<subj>I|we|my [a-z' -]{2,30}?|our [a-z' -]{2,30}?) " + _VERB + r" "
          r"(?P<obj>(?:[a-z' ]+? )?)on (?P<key>(?-i:" + _MONTHS + r") \d{1,2}(?:st|nd|rd|th)?)",
@@ -389,20 +419,40 @@ _RELATIONS: tuple[_Relation, ...] = (
          "Do you remember when {subj_q} {vpast}{obj_q}?"),
     # places: "I work out at Ironclad Gym", "We spent our honeymoon in Zanzibar"
     _rel(r"\b(?P<subj>I|we|my [a-z' -]{2,30}?) " + _VERB + r" (?P<obj>(?:[a-z' ]+? )?)"
-         r"(?:at|in|to) (?P<key>(?-i:[A-Z][a-z]+)(?: (?-i:[A-Z][a-z]+))?)",
+         r"(?:at|in|to|near) (?P<key>(?-i:[A-Z][a-z]+)(?: (?-i:[A-Z][a-z]+))?)",
          "Where {aux} {subj_q} {vbase}{obj_q}?", "At which place {aux} {subj_q} {vbase}{obj_q}?",
          "Do you remember where {subj_q} {vpast}{obj_q}?", "Which place {aux} {subj_q} {vbase}{obj_q} at?",
          "Where is it that {subj_q} {vpast}{obj_q}?"),
     # a person by role: "My parrot, Fandango,", "My grandmother Wilhelmina"
-    _rel(r"\bmy (?P<rel>(?:(?!\b(?:is|was|are|were)\b)[a-z' -]){2,30}?),? (?P<key>(?-i:[A-Z][a-z]+))\b",
+    _rel(r"\b(?:my|our) (?P<rel>(?:(?!\b(?:is|was|are|were)\b)[a-z' -]){2,30}?),? (?P<key>(?-i:[A-Z][a-z]+))\b",
          "What is my {rel}'s name?", "What is my {rel} called?", "Who is my {rel}?",
          "What's the name of my {rel}?", "Do you know my {rel}'s name?"),
     _rel(r"\b(?:my|our) (?P<rel>[a-z' -]{2,30}?) was " + _DET + _SPAN + _END,
          "What was my {rel}?", "Who was my {rel}?", "Do you remember my {rel}?",
          "Tell me what my {rel} was?", "What did I say my {rel} was?"),
-    _rel(r"\b(?:my|our) (?P<rel>[a-z' ]{2,30}?) is " + _DET + _SPAN + _END,
+    _rel(r"\b(?:my|our) (?P<rel>[a-z' -]{2,30}?) is " + _DET + _SPAN + _END,
          "What is my {rel}?", "Do you remember my {rel}?", "Tell me my {rel}?",
          "What did I say my {rel} is?", "Which is my {rel}?"),
+    # a person someone met: "I met Sarah at a party"
+    _rel(r"\b(?P<subj>I|we) (?:just |first )?(?P<verb>met|married|dated|hired|visited) "
+         r"(?P<key>(?-i:[A-Z][a-z]+)(?: (?-i:[A-Z][a-z]+))?)",
+         "Who {aux} {subj_q} {vbase}?", "Do you remember who {subj_q} {vpast}?",
+         "Who did I say {subj_q} {vpast}?", "Who is it that {subj_q} {vpast}?",
+         "Tell me who {subj_q} {vpast}?"),
+    _rel(r"\b(?P<subj>I|we)(?P<have>'ve| have)? (?:just |really |usually |always |mostly |often |still )?"
+         r"(?P<verb>(?!(?:think|thought|know|knew|told|tell|said|say|asked|ask|hope|guess|mean|wish|want|"
+         r"need|feel|felt|believe|am|was|were|is|are|will|would|can|could|should|must|might|may)\b)[a-z]+) "
+         r"(?:(?:a|an|the|my|our) )?(?:[a-z-]+ ){0,3}?(?P<key>(?-i:[A-Z][a-z]+)(?: (?-i:[A-Z][a-z]+))?)",
+         "What {aux} {subj_q} {vbase}?", "Do you remember what {subj_q} {vpast}?",
+         "What did I say {subj_q} {vpast}?", "What is it that {subj_q} {vpast}?",
+         "Tell me what {subj_q} {vpast}?"),
+    # a plain object of a few verbs: "I teach violin to kids"
+    _rel(r"\b(?P<subj>I|we) (?:just |really |usually |mostly |often |still )?(?P<verb>teach|speak|drive|ride|study|"
+         r"collect|grow|bake|brew|knit|paint|draw|wear|drink) (?:(?:a|an|the|my|our) )?"
+         r"(?P<key>[a-z]+(?: [a-z]+)?)(?=\s*(?:[,;!?]|\.|$)|\s+(?:to|at|in|on|with|for|every|most|from|and)\b)",
+         "What {aux} {subj_q} {vbase}?", "Do you remember what {subj_q} {vpast}?",
+         "What did I say {subj_q} {vpast}?", "What is it that {subj_q} {vpast}?",
+         "Tell me what {subj_q} {vpast}?"),
     _rel(r"\bI (?:really )?(?:love|like|enjoy|prefer) " + _SPAN + _END,
          "What do I love?", "What do I enjoy?", "What do I like?",
          "What is something I love?", "What did I say I like?"),
@@ -438,9 +488,11 @@ def relation_pairs(source: str, answers: AnswerForm = "clause") -> list[FactPair
             if not key or len(key.split()) > 4 or normalize(key) in keys:
                 continue
             groups = {k: (v or "").strip() for k, v in m.groupdict().items()}
-            if "subj" in groups:  # "my passport expires": when does my passport expire
-                groups.update(_verb_forms(groups["subj"], groups["verb"]),
-                              obj_q=(" " + groups["obj"].strip()) if groups["obj"].strip() else "")
+            if "ing" in groups:  # "my daughter is studying to be": what is my daughter studying to be
+                groups.update(_subject_forms(groups["subj"]))
+            elif "subj" in groups:  # "my passport expires": when does my passport expire
+                groups.update(_verb_forms(groups["subj"], groups["verb"], groups.get("obj", ""),
+                                          perfect=bool(groups.get("have"))))
             elif "verb" in groups:  # "I have run 16 marathons": have I run; "I keep 23": do I keep
                 have = bool(groups.get("have"))
                 groups.update(aux="have" if have else "do",
@@ -458,10 +510,33 @@ def relation_pairs(source: str, answers: AnswerForm = "clause") -> list[FactPair
     return pairs
 
 
-def _verb_forms(subj: str, verb: str) -> dict[str, str]:
-    """Question forms of a statement's verb: "my passport expires" -> does ... expire."""
+def _subject_forms(subj: str) -> dict[str, str]:
+    """A subject as a question asks it, with its copula and auxiliary: I -> am I, do I."""
     subj_q = "I" if subj.lower() == "i" else subj[0].lower() + subj[1:]
+    first = subj_q.lower() in ("i", "we")
+    return {"subj_q": subj_q, "cop": "am" if subj_q == "I" else ("are" if first else "is"),
+            "cop2": "am" if subj_q == "I" else ("are" if first else "is"),
+            "aux": "do" if first else "does"}
+
+
+def _verb_forms(subj: str, verb: str, obj: str = "", *, perfect: bool = False) -> dict[str, str]:
+    """Question forms of a statement's verb: "my passport expires" -> does ... expire.
+
+    ``obj``: the words between the verb and the key; a passive ("was born",
+    "were stationed") asks with the copula: when was my daughter born.
+    ``perfect``: "I've used": what have I used.
+    """
+    subj_q = _subject_forms(subj)["subj_q"]
     verb = verb.lower()
+    words = obj.split()
+    obj_q = (" " + " ".join(words)) if words else ""
+    if perfect:
+        return {"subj_q": subj_q, "aux": "have", "vbase": verb, "vpast": f"have {verb}", "obj_q": obj_q}
+    if verb in ("was", "were") and words:
+        rest = (" " + " ".join(words[1:])) if words[1:] else ""
+        be = "were" if subj_q.lower() == "we" else "was"
+        return {"subj_q": subj_q, "aux": be, "vbase": words[0], "vpast": f"{be} {words[0]}",
+                "obj_q": rest}
     if verb.endswith("ed") or verb in _IRREGULAR:
         if verb in _IRREGULAR:
             base = _IRREGULAR[verb]
@@ -471,11 +546,16 @@ def _verb_forms(subj: str, verb: str) -> dict[str, str]:
             base = verb[:-1]  # moved, expired, located: the e stays
         else:
             base = verb[:-2]  # passed, worked, started
-        return {"subj_q": subj_q, "aux": "did", "vbase": base, "vpast": verb}
+        return {"subj_q": subj_q, "aux": "did", "vbase": base, "vpast": verb, "obj_q": obj_q}
     if subj_q.lower() not in ("i", "we") and verb.endswith("s"):
-        base = verb[:-2] if verb.endswith(("ches", "shes", "sses", "xes")) else verb[:-1]
-        return {"subj_q": subj_q, "aux": "does", "vbase": base, "vpast": verb}
-    return {"subj_q": subj_q, "aux": "do", "vbase": verb, "vpast": verb}
+        if verb == "has":
+            base = "have"
+        elif verb.endswith(("ches", "shes", "sses", "xes")):
+            base = verb[:-2]
+        else:
+            base = verb[:-1]
+        return {"subj_q": subj_q, "aux": "does", "vbase": base, "vpast": verb, "obj_q": obj_q}
+    return {"subj_q": subj_q, "aux": "do", "vbase": verb, "vpast": verb, "obj_q": obj_q}
 
 
 _IRREGULAR = {"went": "go", "spent": "spend", "met": "meet", "got": "get", "grew": "grow",

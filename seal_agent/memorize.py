@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from seal_agent.consolidation import ConsolidationReport, Consolidator
     from seal_agent.training import TrainExample
 
-__all__ = ["Memorizer", "drained_by", "write_fact_probes"]
+__all__ = ["Memorizer", "drained_by", "lost_memories", "settle_drain", "write_fact_probes"]
 
 _ANSWER = GenerationParams(max_new_tokens=32)  # greedy: the key comes early in a short answer
 _WRITE = GenerationParams(max_new_tokens=120, stop=("\n\nStatement:", "\nStatement:"),
@@ -414,8 +414,8 @@ class Memorizer:
         return sum(base_right), sum(base_right) - len(lost), leaked
 
     def _memory_on(self, ns: Namespace, memories: Sequence[_Memory],
-                   drained: set[str] | None) -> list[bool] | None:
-        """Memory-on answers to each memory's first check question, with the current state.
+                   drained: set[str] | None) -> dict[str, list[bool]] | None:
+        """Memory-on answers to every check question of each memory, with the current state.
 
         ``drained``: the memories that would leave retrieval (None: as the
         journal has it now). Every earlier memory that is not drained counts
@@ -427,30 +427,39 @@ class Memorizer:
         top_k = self.config.buffer.top_k
         statuses = (MemoryStatus.BUFFERED, MemoryStatus.CONSOLIDATED)
         truth_ids = {m.id for m in memories}
-        prompts = []
+        prompts, keys, owners = [], [], []
         for m in memories:
-            question = m.stored.check[0].question
-            hits = buffer.search(question, ns, top_k=top_k * 3, statuses=statuses)
-            live = self.journal.statuses([h.id for h in hits])
-            keep = []
-            for h in hits:
-                status = live.get(h.id)
-                if status is None:
-                    continue
-                if drained is None:
-                    visible = status is MemoryStatus.BUFFERED or not self.cfg.drain
-                elif h.interaction_id in truth_ids:
-                    visible = h.interaction_id not in drained or not self.cfg.drain
-                else:
-                    visible = status is MemoryStatus.BUFFERED or not self.cfg.drain
-                if visible:
-                    keep.append(h.text)
-            prompts.append(self.prompt(question, keep[:top_k]))
-        answers = self.answers(prompts)
-        return [said(a, m.stored.check[0].key) for a, m in zip(answers, memories, strict=True)]
+            for probe in m.stored.check:
+                hits = buffer.search(probe.question, ns, top_k=top_k * 3, statuses=statuses)
+                live = self.journal.statuses([h.id for h in hits])
+                keep = []
+                for h in hits:
+                    status = live.get(h.id)
+                    if status is None:
+                        continue
+                    if drained is not None and h.interaction_id in truth_ids:
+                        visible = h.interaction_id not in drained or not self.cfg.drain
+                    else:
+                        visible = status is MemoryStatus.BUFFERED or not self.cfg.drain
+                    if visible:
+                        keep.append(h.text)
+                prompts.append(self.prompt(probe.question, keep[:top_k]))
+                keys.append(probe.key)
+                owners.append(m.id)
+        out: dict[str, list[bool]] = {m.id: [] for m in memories}
+        for owner, key, answer in zip(owners, keys, self.answers(prompts), strict=True):
+            out[owner].append(said(answer, key))
+        return out
+
+    def _drain_set(self, ns: Namespace, memories: Sequence[_Memory], verified: set[str],
+                   ) -> tuple[set[str], dict[str, list[bool]] | None]:
+        """The memories that leave retrieval, and the memory-on answers once they have
+        (:func:`settle_drain`, with the current state's memory-on answers)."""
+        return settle_drain(verified, lambda drain: self._memory_on(ns, memories, drained=drain),
+                            self.cfg.verify_share)
 
     def _gate_and_promote(self, o: _Outcome, memories: Sequence[_Memory], new: Sequence[_Memory],
-                          before: dict[str, list[bool]], on_before: list[bool] | None,
+                          before: dict[str, list[bool]], on_before: dict[str, list[bool]] | None,
                           final: _Trained, choice: dict[str, int], trained: Sequence[_Trained],
                           dry_run: bool) -> ConsolidationReport:
         cfg = self.cfg
@@ -458,10 +467,14 @@ class Memorizer:
         verified = drained_by(final.said, cfg.verify_share)
         base_right, new_right, leaked = self._general(memories, final.state)
         self.cons.trainer.reset(final.state)
-        on_after = self._memory_on(o.ns, memories, drained=verified)
+        drain, on_after = self._drain_set(o.ns, memories, verified)
+        lost = lost_memories(on_before, on_after, final.said)
         o.fill(memories, new, before, final, verified, choice, trained,
-               (base_right, new_right, leaked), on_before, on_after, self.general_lost)
+               (base_right, new_right, leaked), on_before, on_after, self.general_lost,
+               drain=drain, lost=lost)
         reason = None
+        n_before = None if on_before is None else sum(map(sum, on_before.values()))
+        n_after = None if on_after is None else sum(map(sum, on_after.values()))
         if not verified:
             reason = "the new weights say none of the memories' check questions"
         elif new_right < math.floor(cfg.min_general_share * base_right):  # whole answers
@@ -469,8 +482,11 @@ class Memorizer:
                       f"model gets right (needs {cfg.min_general_share:.0%})")
         elif leaked:
             reason = f"user answers leaked into general answers: {', '.join(leaked)}"
-        elif on_before is not None and on_after is not None and sum(on_after) < sum(on_before):
-            reason = f"memory-on answers would fall ({sum(on_before)} -> {sum(on_after)})"
+        elif n_before is not None and n_after is not None and n_after < n_before:
+            reason = f"memory-on answers would fall ({n_before} -> {n_after})"
+        elif lost:
+            reason = (f"{len(lost)} memories answered with memory on now would be said by "
+                      f"nothing after: {', '.join(sorted(lost))}")
         if reason is not None:
             status = "dry_run" if dry_run else (
                 "nothing_to_promote" if not verified else "gate_rejected")
@@ -479,10 +495,10 @@ class Memorizer:
         if dry_run:
             return self._finish_nothing(o, [], "the gate would promote this adapter (dry run)",
                                         True)
-        return self._promote(o, memories, new, verified, final)
+        return self._promote(o, memories, new, drain, final)
 
     def _promote(self, o: _Outcome, memories: Sequence[_Memory], new: Sequence[_Memory],
-                 verified: set[str], final: _Trained) -> ConsolidationReport:
+                 drained: set[str], final: _Trained) -> ConsolidationReport:
         from seal_agent.consolidation import ConsolidationReport
 
         cons = self.cons
@@ -494,9 +510,9 @@ class Memorizer:
             config=self.config.public_dict(), metrics=metrics, run_id=o.run_id,
             parent_id=o.parent.id if o.parent else None)
         self._emit("staged", message=staged.name)
-        drain = [e.id for m in memories if m.id in verified
+        drain = [e.id for m in memories if m.id in drained
                  for e in self.journal.self_edits(interaction_id=m.id, status=[MemoryStatus.BUFFERED])]
-        back = [e.id for m in memories if not m.new and m.id not in verified
+        back = [e.id for m in memories if not m.new and m.id not in drained
                 for e in self.journal.self_edits(interaction_id=m.id,
                                                  status=[MemoryStatus.CONSOLIDATED])]
         # in hybrid mode (drain = false) consolidated memories are still retrieved (agent._recall)
@@ -505,7 +521,7 @@ class Memorizer:
                    for e in self.journal.self_edits(interaction_id=iid)
                    if e.status is not MemoryStatus.REJECTED]
         records = o.records(staged.id, new_only=False)
-        failed = [m.id for m in new if m.id not in verified]
+        failed = [m.id for m in new if m.id not in drained]
         now = _now()
 
         def commit(conn: Any) -> None:
@@ -563,6 +579,45 @@ def drained_by(said_now: dict[str, list[bool]], share: float) -> set[str]:
     return {m for m, flags in said_now.items() if flags and _mean(flags) >= share}
 
 
+def settle_drain(verified: set[str],
+                 memory_on: Callable[[set[str]], dict[str, list[bool]] | None],
+                 share: float, rounds: int = 3) -> tuple[set[str], dict[str, list[bool]] | None]:
+    """Which of the memories the weights say may leave retrieval, and the memory-on
+    answers (per check question) once they have.
+
+    Said from the weights is not enough: with a memory gone from retrieval,
+    what stays retrievable can pull the adapter's answer elsewhere ("You live
+    in Kalamazoo", the city the user grew up in). A verified memory leaves
+    only when ``share`` of its check questions are also said with memory on
+    after the drain; the rest stay retrievable. Keeping one back changes what
+    the others retrieve, so this repeats until nothing changes (``rounds`` at
+    most; what is kept back after the last round is never drained).
+    """
+    drain = set(verified)
+    on_after = memory_on(drain)
+    for _ in range(rounds):
+        if on_after is None:
+            return drain, None
+        keep = {m for m in drain if drained_by({m: on_after.get(m, [])}, share)}
+        if keep == drain:
+            return drain, on_after
+        drain = keep
+        on_after = memory_on(drain)
+    if on_after is not None:  # the last round's answers decide: never drain a memory they miss
+        drain = {m for m in drain if drained_by({m: on_after.get(m, [])}, share)}
+    return drain, on_after
+
+
+def lost_memories(on_before: dict[str, list[bool]] | None, on_after: dict[str, list[bool]] | None,
+                  weights: dict[str, list[bool]]) -> list[str]:
+    """Memories answered with memory on before that nothing says after: neither the
+    new weights alone nor memory on (the adapter and what stays retrievable)."""
+    if on_before is None or on_after is None:
+        return []
+    return sorted(m for m, flags in on_before.items()
+                  if any(flags) and not any(on_after.get(m, ())) and not any(weights.get(m, ())))
+
+
 def _superseded(new: Sequence[_Memory], earlier: Sequence[_Memory]) -> set[str]:
     """Older memories that a newer one answers differently, asked the same question.
 
@@ -608,10 +663,12 @@ class _Outcome:
     def fill(self, memories: Sequence[_Memory], new: Sequence[_Memory],
              before: dict[str, list[bool]], final: _Trained, verified: set[str],
              choice: dict[str, int], trained: Sequence[_Trained],
-             general: tuple[int, int, list[str]], on_before: list[bool] | None,
-             on_after: list[bool] | None, general_lost: Sequence[str] = ()) -> None:
+             general: tuple[int, int, list[str]], on_before: dict[str, list[bool]] | None,
+             on_after: dict[str, list[bool]] | None, general_lost: Sequence[str] = (), *,
+             drain: set[str] | None = None, lost: Sequence[str] = ()) -> None:
         self.said_after = final.said
         self.verified = verified
+        drain = verified if drain is None else drain
         self.new_ids = {m.id for m in new}
         if all(final is not t for t in trained):
             self.tokens += final.tokens
@@ -626,7 +683,10 @@ class _Outcome:
             "new_said_share": _mean([float(x) for x in new_checks]),
             "verified_new": sum(m.id in verified for m in new),
             "verified_earlier": sum(m.id in verified for m in old),
-            "returned_to_retrieval": sum(m.id not in verified for m in old),
+            "drained_new": sum(m.id in drain for m in new),
+            # said from the weights, yet kept retrievable: memory on, the rest pulled the answer away
+            "kept_retrievable": sorted(verified - drain),
+            "returned_to_retrieval": sum(m.id not in drain for m in old),
             "epochs": final.epochs,
             "candidate_wins": dict(Counter(str(j) for j in choice.values())),
             "general_base": general[0],  # of general_questions, right by the base
@@ -634,9 +694,10 @@ class _Outcome:
             "general_questions": len(GENERAL_CHECKS),
             "general_lost": list(general_lost),
             "leaked": general[2],
-            "memory_on_before": None if on_before is None else sum(on_before),
-            "memory_on_after": None if on_after is None else sum(on_after),
-            "memory_on_questions": None if on_after is None else len(on_after),
+            "memory_on_before": None if on_before is None else sum(map(sum, on_before.values())),
+            "memory_on_after": None if on_after is None else sum(map(sum, on_after.values())),
+            "memory_on_questions": None if on_after is None else sum(map(len, on_after.values())),
+            "memories_lost": sorted(lost),
         }
 
     def records(self, version_id: str | None, *, new_only: bool) -> list[RecallRecord]:
@@ -677,7 +738,7 @@ class _Outcome:
         f = self.fields
         return (f"said from the weights {f['weights_said_before']} -> {f['weights_said_after']} "
                 f"of {f['check_questions']} check questions; {f['verified_new']}/"
-                f"{f['memories_new']} new memories verified and drained; general answers "
+                f"{f['memories_new']} new memories verified, {f['drained_new']} drained; general answers "
                 f"kept {f['general_after']}/{f['general_base']}")
 
 

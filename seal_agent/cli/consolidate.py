@@ -172,8 +172,9 @@ def _print_recall(ns: str, report: ConsolidationReport) -> None:
         table.add_row("said from the weights (greedy, nothing retrieved)",
                       f"{r['weights_said_before']} -> {r['weights_said_after']} of "
                       f"{r['check_questions']} check questions")
-        table.add_row("new memories verified (drained) / trained",
-                      f"{r['verified_new']} / {r['memories_new']}")
+        table.add_row("new memories said from the weights / drained / trained",
+                      f"{r['verified_new']} / {r.get('drained_new', r['verified_new'])} / "
+                      f"{r['memories_new']}")
         table.add_row("earlier memories still said / back in retrieval",
                       f"{r['verified_earlier']} / {r['returned_to_retrieval']}")
         if r.get("memory_on_questions") is not None:

@@ -137,8 +137,8 @@ def _one(run: _Run, data: FactsDataset, facts: Sequence[Fact], log: Callable[[st
     on_after = run.recall(user, facts, retrieval=True)
     general_after = run.general(user, data, weights=True)
     # answered with memory on before, by nothing after (neither weights nor retrieval)
-    lost = [b["fact"] for b, a in zip(on_before, on_after, strict=True)
-            if b["share"] > 0 and a["share"] == 0]
+    lost = [b["fact"] for b, a, w in zip(on_before, on_after, weights, strict=True)
+            if b["share"] > 0 and a["share"] == 0 and w["share"] == 0]
     fell = [b["fact"] for b, a in zip(on_before, on_after, strict=True) if a["share"] < b["share"]]
     return {
         "facts": len(facts),

@@ -8,10 +8,12 @@ measures recall from the weights rather than memorisation of the training prompt
 Distractors ask a user about a kind of fact only *other* users stated (cross-user
 leakage), and the general questions watch for damage to what the base model knew.
 
-Split rule: each user's ``split`` field in the file decides; at present u01-u06 and
-u13-u16 are ``dev``, u07-u12 and u17-u20 are ``heldout`` (20 users, 6 facts each, 60 per
-split). Users u13-u20 state only kinds of facts no other user states, so each split has a
-large pool of facts that one person could all have said. Tune prompts, ranks and learning
+Split rule: each user's ``split`` field in the file decides; at present u01-u06,
+u13-u16 and u21-u24 are ``dev`` (84 facts), u07-u12 and u17-u20 are ``heldout`` (60);
+6 facts per user. Users u13-u24 state only kinds of facts no other user states, so each
+split has a large pool of facts that one person could all have said. u21-u24 were added
+later, worded unlike the first dev users, so that the relation templates (facts.py) are
+built on more than one way of saying a thing; the held-out users were not read for them. Tune prompts, ranks and learning
 rates on dev only; the held-out users are for the final numbers.
 
 :func:`load_facts` checks the file's invariants and raises

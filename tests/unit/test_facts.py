@@ -103,6 +103,21 @@ def test_model_pairs_fix_person_find_the_key_and_drop_inventions() -> None:
         ("I wear a size 9 glove.", "9", "What size glove do I wear?"),
         ("I'd love to become a beekeeper one day.", "beekeeper", "What would I love to become?"),
         ("I live on the 12th floor.", "12th", "Which floor do I live on?"),
+        # written with the dev set's second batch (u21-u24), not from held-out statements
+        ("We named our hamster Biscuit.", "Biscuit", "What did I name my hamster?"),
+        ("Everyone calls me Dodo at work.", "Dodo", "What is my nickname?"),
+        ("I'm 41 years old.", "41", "How old am I?"),
+        ("There are 7 rose bushes in my yard.", "7", "How many rose bushes are in my yard?"),
+        ("My car has 5 doors.", "5", "How many doors does my car have?"),
+        ("My son is training to be a pilot.", "pilot", "What is my son training to be?"),
+        ("My son was born on May 2.", "May 2", "When was my son born?"),
+        ("I was raised in Antwerp.", "Antwerp", "Where was I raised?"),
+        ("We camp near Lake Geneva.", "Lake Geneva", "Where do we camp?"),
+        ("I drive a rusty Volkswagen.", "Volkswagen", "What do I drive?"),
+        ("I've owned a Leica camera for ages.", "Leica", "What have I owned?"),
+        ("I met Priya at university.", "Priya", "Who did I meet?"),
+        ("I teach pottery on weekends.", "pottery", "What do I teach?"),
+        ("My favourite sandwich-filling is egg salad.", "egg salad", "What is my favourite sandwich-filling?"),
     ],
 )
 def test_relation_templates(statement: str, key: str, a_question: str) -> None:
@@ -137,6 +152,8 @@ def test_two_facts_in_one_statement_get_their_own_keys() -> None:
 def test_an_opinion_has_no_checkable_answer() -> None:
     facts, _ = build_probes("Honestly, the weather has been strange lately.")
     assert facts == []
+    # a thought about a named thing is no fact about the user
+    assert build_probes("I think Paris is overrated.")[0] == []
 
 
 def test_question_key_spells_out_contractions() -> None:

@@ -46,7 +46,9 @@ def test_packaged_file_loads_for_each_split(everything: FactsDataset) -> None:
     assert {f.split for f in heldout.facts} == {"heldout"}
     assert {d.split for d in dev.distractors} == {"dev"}
     assert {d.split for d in heldout.distractors} == {"heldout"}
-    assert {f.user_id for f in dev.facts} == {f"u{i:02d}" for i in [*range(1, 7), *range(13, 17)]}
+    assert {f.user_id for f in dev.facts} == {
+        f"u{i:02d}" for i in [*range(1, 7), *range(13, 17), *range(21, 25)]
+    }
     assert {f.user_id for f in heldout.facts} == {
         f"u{i:02d}" for i in [*range(7, 13), *range(17, 21)]
     }
@@ -55,14 +57,14 @@ def test_packaged_file_loads_for_each_split(everything: FactsDataset) -> None:
 
 
 def test_counts(everything: FactsDataset) -> None:
-    assert len(everything.facts) == 120
-    assert Counter(f.split for f in everything.facts) == {"dev": 60, "heldout": 60}
+    assert len(everything.facts) == 144
+    assert Counter(f.split for f in everything.facts) == {"dev": 84, "heldout": 60}
     per_category = Counter(f.category for f in everything.facts)
     assert set(per_category) == CATEGORIES
     assert min(per_category.values()) >= 8
     assert len(everything.distractors) >= 40
     assert Counter(d.user_id for d in everything.distractors) == {
-        f"u{i:02d}": 2 for i in range(1, 21)
+        f"u{i:02d}": 2 for i in range(1, 25)
     }
     assert len(everything.general) == 30
 
@@ -71,7 +73,7 @@ def test_each_user_states_six_facts_of_different_categories(everything: FactsDat
     by_user: dict[str, list[str]] = {}
     for fact in everything.facts:
         by_user.setdefault(fact.user_id, []).append(fact.category)
-    assert len(by_user) == 20
+    assert len(by_user) == 24
     for user, categories in by_user.items():
         assert len(categories) == 6, user
         assert len(set(categories)) == 6, user

@@ -9,7 +9,7 @@ from seal_agent.eval.facts import pool
 from seal_agent.eval.facts_data import load_facts
 from seal_agent.facts import build_probes, question_key
 from seal_agent.facts_store import StoredFact
-from seal_agent.memorize import _Memory, _superseded, drained_by
+from seal_agent.memorize import _Memory, _superseded, drained_by, lost_memories, settle_drain
 from seal_agent.prompts import GENERAL_CHECKS, REPLAY_PROMPTS
 from seal_agent.types import Interaction, InteractionKind, Message, Namespace
 
@@ -19,6 +19,42 @@ def test_a_memory_drains_only_when_the_weights_say_its_checks() -> None:
     assert drained_by(said, 1.0) == {"all"}
     assert drained_by(said, 0.5) == {"all", "half"}
     assert "unchecked" not in drained_by(said, 0.0)  # nothing to check: never drained
+
+
+def test_a_memory_the_others_pull_away_with_memory_on_stays_retrievable() -> None:
+    # "home" is said from the weights, but once drained, what stays retrievable
+    # ("grew up in Kalamazoo") pulls its memory-on answer away; keeping it back fixes that
+    asked: list[set[str]] = []
+
+    def memory_on(drain: set[str]) -> dict[str, list[bool]]:
+        asked.append(set(drain))
+        return {"home": [("home" not in drain)] * 2, "dog": [True, True], "job": [False, True]}
+
+    drain, on_after = settle_drain({"home", "dog"}, memory_on, 1.0)
+    assert drain == {"dog"}
+    assert asked == [{"home", "dog"}, {"dog"}]  # asked again once "home" stayed
+    assert on_after is not None and on_after["home"] == [True, True]
+    # no buffer: nothing to ask, the weights decide
+    assert settle_drain({"dog"}, lambda d: None, 1.0) == ({"dog"}, None)
+
+
+def test_memory_on_answers_that_never_settle_drain_nothing_they_miss() -> None:
+    flip = iter(range(100))
+
+    def memory_on(drain: set[str]) -> dict[str, list[bool]]:  # each round misses the other one
+        n = next(flip)
+        return {"a": [n % 2 == 0], "b": [n % 2 == 1]}
+
+    drain, _ = settle_drain({"a", "b"}, memory_on, 1.0, rounds=3)
+    assert drain <= {"a", "b"} and len(drain) <= 1
+
+
+def test_a_memory_is_lost_only_when_nothing_says_it_after() -> None:
+    before = {"kept": [True, False], "weights": [True, True], "gone": [False, True], "never": [False]}
+    after = {"kept": [False, True], "weights": [False, False], "gone": [False, False], "never": [False]}
+    weights = {"kept": [False, False], "weights": [True, False], "gone": [False, False], "never": [False]}
+    assert lost_memories(before, after, weights) == ["gone"]
+    assert lost_memories(None, after, weights) == []
 
 
 def _memory(iid: str, text: str, new: bool) -> _Memory:
