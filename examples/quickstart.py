@@ -136,8 +136,9 @@ def consolidate(home: Path) -> None:
             f"run {report.run_id}: {report.status}: {report.reason}\n"
             f"{report.tokens_trained} tokens trained in {report.seconds:.0f} s; memories that stay "
             f"retrievable because the weights do not say them yet: "
-            f"{r.get('memories_new', 0) - r.get('verified_new', 0)}, with nothing to check: "
-            f"{r.get('uncheckable', 0)}"
+            f"{r.get('memories_new', 0) - r.get('verified_new', 0)}, said but kept because memory "
+            f"on would miss them once drained: {len(r.get('kept_retrievable', []))}, with nothing "
+            f"to check: {r.get('uncheckable', 0)}"
         )
         after = agent.journal.counts(USER)["self_edits"]["buffered"]
         console.print(f"buffered memories: {before} before, {after} after (only what the weights say left)")

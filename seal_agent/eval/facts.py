@@ -35,7 +35,8 @@ from seal_agent.config import SealAgentConfig
 from seal_agent.eval.facts_data import Fact, FactsDataset, load_facts
 from seal_agent.eval.results import plot_retention, write_result
 from seal_agent.eval.scoring import bootstrap_ci
-from seal_agent.facts import question_key, said
+from seal_agent.facts import build_probes, question_key, said
+from seal_agent.text import normalize
 
 __all__ = ["SCENARIOS", "pool", "run_facts"]
 
@@ -44,7 +45,8 @@ ANSWER_TOKENS = 48  # greedy: the answer's first 48 tokens are the agent's own, 
 
 
 def pool(facts: Sequence[Fact]) -> list[Fact]:
-    """Facts of several users that one person could all have said: no two share a question.
+    """Facts of several users that one person could all have said: no two share a question,
+    neither of the set's nor of the agent's own templates (facts.py).
 
     Interleaved across users (first fact of each, then the second ...) so any
     prefix mixes categories.
@@ -55,12 +57,18 @@ def pool(facts: Sequence[Fact]) -> list[Fact]:
     order = [f for i in range(max(map(len, by_user.values()), default=0))
              for fs in by_user.values() if i < len(fs) for f in fs[i : i + 1]]
     seen: set[str] = set()
+    asked: dict[str, str] = {}  # the agent's own template questions -> their answer key
     out = []
     for f in order:
         questions = {question_key(q) for q in [*(p.q for p in f.train), *f.check]}
-        if questions & seen:
+        # as consolidation reads them: a template question an earlier fact answers
+        # with another key would make the later fact supersede it (two jobs, two cats)
+        mine = {question_key(p.question): normalize(p.key) for probes in build_probes(f.statement)[0]
+                for p in [*probes.train, *probes.check]}
+        if questions & seen or any(asked.get(q, k) != k for q, k in mine.items()):
             continue
         seen |= questions
+        asked.update(mine)
         out.append(f)
     return out
 

@@ -185,13 +185,19 @@ def test_only_verified_memories_leave_retrieval_and_none_is_lost(taught):
         record = states[interaction.id]
         statuses = {e.status for e in agent.journal.self_edits(interaction_id=interaction.id)
                     if e.retrievable}
+        kept = interaction.id in report.recall["kept_retrievable"]
         if record.state is RecallState.SAID:
             assert record.said == record.checks > 0
-            assert statuses == {MemoryStatus.CONSOLIDATED}  # drained: the weights say it
+            # drained: the weights say it, and memory on still does once it has left;
+            # kept back when what stays retrievable pulled its memory-on answer away
+            assert statuses == {MemoryStatus.BUFFERED if kept else MemoryStatus.CONSOLIDATED}
         else:
+            assert not kept
             assert statuses == {MemoryStatus.BUFFERED}  # still retrievable
     said_ones = [r for r in states.values() if r.state is RecallState.SAID]
     assert len(said_ones) == report.recall["verified_new"] >= 3
+    assert report.recall["drained_new"] == len(said_ones) - len(report.recall["kept_retrievable"])
+    assert report.recall["memories_lost"] == []
 
 
 def test_status_adapters_show_and_memories_list_say_what_the_weights_hold(taught):

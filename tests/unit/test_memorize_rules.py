@@ -85,6 +85,15 @@ def test_pool_holds_no_two_facts_asked_the_same_question() -> None:
             seen |= keys
 
 
+def test_no_fact_of_a_pool_supersedes_another() -> None:
+    # one person said them all: consolidation must not read any two as a contradiction
+    # (two cats, one "What is my cat's name?"), or the eval counts a superseded one as lost
+    for split in ("dev", "heldout"):
+        facts = pool(load_facts(split=split).facts)  # type: ignore[arg-type]
+        memories = [_memory(f.id, f.statement, new=True) for f in facts]
+        assert _superseded(memories, []) == set(), split
+
+
 def test_the_gate_and_replay_never_see_the_benchmark_general_questions() -> None:
     bench = {g.question for g in load_facts(split="all").general}
     assert not bench & {q for q, _ in GENERAL_CHECKS}
