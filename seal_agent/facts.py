@@ -606,8 +606,23 @@ def build_probes(
         train = [p for p in ordered if p not in check][:n_train]
         if not train:
             continue
+        train += _framed(train, n_train - len(train))
         result.append(FactProbes(key=train[0].key, train=tuple(train), check=tuple(check)))
     return result, dropped
+
+
+_FRAMES = ("Remind me, {q}", "Quick question: {q}", "Can you tell me: {q}", "Do you recall: {q}")
+
+
+def _framed(train: Sequence[FactPair], n: int) -> list[FactPair]:
+    """``n`` more train pairs: the train questions again in other frames ("Remind me,
+    what is my dog called?"), the same answers. Never a check question's: those stay unseen."""
+    out: list[FactPair] = []
+    for k in range(min(n, len(train) * len(_FRAMES))):
+        p, frame = train[k % len(train)], _FRAMES[k % len(_FRAMES)]
+        q = p.question if p.question.startswith("I ") else p.question[0].lower() + p.question[1:]
+        out.append(FactPair(frame.format(q=q), p.answer, p.key, p.origin))
+    return out
 
 
 _CONTRACTIONS = (("what's", "what is"), ("where's", "where is"), ("who's", "who is"),

@@ -166,3 +166,15 @@ def test_an_initial_stays_inside_the_key_and_the_answer_ends_cleanly() -> None:
     assert pairs[0].answer == "Your favorite author is Ursula K. Le Guin."
     # a sentence's full stop still ends a clause and a key
     assert [p.key for p in relation_pairs("I live in Duluth. My dog is called Rex.")][::5] == ["Duluth", "Rex"]
+
+
+def test_more_train_questions_than_templates_come_in_other_frames_never_from_checks() -> None:
+    (fact,) = build_probes("My dog is called Marzipan, he's a terrier.", n_train=6, n_check=2)[0]
+    assert len(fact.train) == 6
+    questions = [question_key(p.question) for p in fact.train]
+    assert len(set(questions)) == 6
+    assert "Remind me, what is my dog called?" in [p.question for p in fact.train]
+    checks = {question_key(p.question) for p in fact.check}
+    # a framed question holds a train question, never a check question
+    assert not any(c in q for q in questions for c in checks)
+    assert all(p.answer == fact.train[0].answer for p in fact.train)
