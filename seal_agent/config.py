@@ -319,6 +319,11 @@ class ConsolidationConfig(_Section):
         1.0, gt=0.0, le=1.0, description="recall mode: share of a memory's check questions "
         "that must be said before it leaves retrieval.",
     )
+    leak_retry: bool = Field(
+        True, description="recall mode: when a user's answer turns up in a general answer, train "
+        "once more without the memories holding it (they stay retrievable and are tried again "
+        "next run), and let the gate judge that state; false: the gate refuses the batch.",
+    )
     min_general_share: float = Field(
         0.8, ge=0.0, le=1.0, description="recall mode: general answers kept, as a share of the "
         "base model's (the project's target is 0.9; today's recipe keeps about 0.83, "

@@ -125,7 +125,7 @@ class ConsolidationReport(FrozenModel):
 class ProgressEvent(FrozenModel):
     """What the loop is doing now (the CLI draws it; a library caller may log it)."""
 
-    stage: str  # probes | candidates | train | score | update | gate | promote | staged | done
+    stage: str  # probes | before | candidates | train | score | update | gate | promote | staged | done
     interaction: int = 0  # 1-based position in this run
     interactions: int = 0
     candidate: int = 0

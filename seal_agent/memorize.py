@@ -140,6 +140,7 @@ class Memorizer:
         self._general_base: list[str] | None = None
         self.timings: dict[str, float] = {}  # seconds per stage of the current run
         self.general_lost: list[str] = []  # general questions the last checked state got wrong
+        self.general_leaks: list[dict[str, str]] = []  # ...and the user answers it said there
         self._stage: str | None = None
         self._t = 0.0
 
@@ -215,6 +216,7 @@ class Memorizer:
             return self._finish_nothing(outcome, todo, "no memory with a checkable answer",
                                         dry_run)
         trainer.reset(start_state)
+        emit("before", message="weights and memory-on answers before training")
         before = {m.id: self.said_from_weights(m.stored.check) for m in memories}
         on_before = self._memory_on(ns, memories, drained=None)
         self._candidates(new, k)
@@ -222,6 +224,10 @@ class Memorizer:
         outcome.tokens += sum(t.tokens for t in trained)
         choice = self._choose(new, before, trained)
         final = self._final(memories, choice, trained)
+        first = final
+        final, outcome.held = self._hold_leaks(memories, choice, final)
+        if final is not first and all(first is not t for t in trained):
+            outcome.tokens += first.tokens  # the winners' training, replaced by the one without leaks
         return self._gate_and_promote(outcome, memories, new, before, on_before, final, choice,
                                       trained, dry_run)
 
@@ -338,8 +344,10 @@ class Memorizer:
             pass
         return answers
 
-    def _train(self, examples: Sequence[Any], memories: Sequence[_Memory]) -> _Trained:
-        """From the base, until the train questions are said back (or the epoch cap)."""
+    def _train(self, examples: Sequence[Any], memories: Sequence[_Memory],
+               measure: Sequence[_Memory] | None = None) -> _Trained:
+        """From the base, until the train questions of ``memories`` are said back (or the
+        epoch cap); then the check questions of ``measure`` (default: ``memories``)."""
         from seal_agent.training import TrainSettings
 
         cfg = self.cfg
@@ -360,7 +368,7 @@ class Memorizer:
             if share >= cfg.criterion or epochs + cfg.extra_epochs > cfg.max_recall_epochs:
                 break
             lr, chunk = lr / 2, cfg.extra_epochs
-        said_now = {m.id: self.said_from_weights(m.stored.check) for m in memories}
+        said_now = {m.id: self.said_from_weights(m.stored.check) for m in (measure or memories)}
         return _Trained(trainer.state(), tokens, epochs, said_now)
 
     def _train_candidate(self, memories: Sequence[_Memory], j: int) -> _Trained:
@@ -401,6 +409,29 @@ class Memorizer:
         self.cons.trainer.reset(final.state)
         return final
 
+    def _hold_leaks(self, memories: Sequence[_Memory], choice: dict[str, int],
+                    final: _Trained) -> tuple[_Trained, list[str]]:
+        """Train once more without the memories whose answers leak into general answers.
+
+        One number said to "How many legs does a dog have?" would otherwise
+        make the gate refuse the whole batch. The memories holding a leaked
+        answer are left out of the training (they stay retrievable, and are
+        tried again in the next run); everything is still measured, and the
+        gate decides on the new state, leaks included.
+        """
+        if not self.cfg.leak_retry:
+            return final, []
+        leaked = self._general(memories, final.state)[2]
+        held = held_for_leaks(memories, leaked)
+        if not held:
+            return final, []
+        keep = [m for m in memories if m.id not in held]
+        self._emit("update", message=f"training again without {len(held)} memories whose answers "
+                                      f"leaked into general answers ({', '.join(sorted(leaked))})")
+        again = self._train(self._examples(keep, lambda m: choice.get(m.id, 0)), keep,
+                            measure=memories)
+        return again, held
+
     # -- 5. gate, 6. promotion ------------------------------------------------------------
     def general_base(self) -> list[str]:
         if self._general_base is None:
@@ -414,8 +445,11 @@ class Memorizer:
         self.cons.trainer.reset(state)
         new = self.answers([self.prompt(q) for q, _ in GENERAL_CHECKS])
         keys = {p.key for m in memories for p in m.stored.check}
-        leaked = sorted({k for k in keys for (q, _), a, b in zip(GENERAL_CHECKS, new, base, strict=True)
-                         if said(a, k) and not said(b, k) and not said(q, k)})
+        leaks = [{"key": k, "question": q, "answer": a} for k in sorted(keys)
+                 for (q, _), a, b in zip(GENERAL_CHECKS, new, base, strict=True)
+                 if said(a, k) and not said(b, k) and not said(q, k)]
+        self.general_leaks = leaks
+        leaked = sorted({x["key"] for x in leaks})
         base_right = [said(b, gold) for b, (_, gold) in zip(base, GENERAL_CHECKS, strict=True)]
         lost = [q for r, a, (q, gold) in zip(base_right, new, GENERAL_CHECKS, strict=True)
                 if r and not said(a, gold)]
@@ -475,6 +509,7 @@ class Memorizer:
         self._emit("gate")
         verified = drained_by(final.said, cfg.verify_share)
         base_right, new_right, leaked = self._general(memories, final.state)
+        o.leaks = list(self.general_leaks)
         self.cons.trainer.reset(final.state)
         drain, on_after = self._drain_set(o.ns, memories, verified)
         lost = lost_memories(on_before, on_after, final.said)
@@ -627,6 +662,17 @@ def lost_memories(on_before: dict[str, list[bool]] | None, on_after: dict[str, l
                   if any(flags) and not any(on_after.get(m, ())) and not any(weights.get(m, ())))
 
 
+def held_for_leaks(memories: Sequence[_Memory], leaked: Sequence[str]) -> list[str]:
+    """The memories to train without when their answers leaked into general answers:
+    each memory that holds a leaked key. None (empty) when no memory holds one, or
+    when no new memory would be left to train."""
+    keys = set(leaked)
+    held = sorted(m.id for m in memories if keys & {p.key for p in m.stored.check})
+    if not held or not any(m.new and m.id not in held for m in memories):
+        return []
+    return held
+
+
 def _superseded(new: Sequence[_Memory], earlier: Sequence[_Memory]) -> set[str]:
     """Older memories that a newer one answers differently, asked the same question.
 
@@ -668,6 +714,8 @@ class _Outcome:
     said_after: dict[str, list[bool]] = field(default_factory=dict)
     verified: set[str] = field(default_factory=set)
     new_ids: set[str] = field(default_factory=set)
+    held: list[str] = field(default_factory=list)  # left out of the training: their answers leaked
+    leaks: list[dict[str, str]] = field(default_factory=list)  # the gate state's, if any
 
     def fill(self, memories: Sequence[_Memory], new: Sequence[_Memory],
              before: dict[str, list[bool]], final: _Trained, verified: set[str],
@@ -703,6 +751,8 @@ class _Outcome:
             "general_questions": len(GENERAL_CHECKS),
             "general_lost": list(general_lost),
             "leaked": general[2],
+            "leaked_answers": list(self.leaks),  # each: the key, the general question, the answer
+            "held_leaking": list(self.held),  # trained without: their answers had leaked
             "memory_on_before": None if on_before is None else sum(map(sum, on_before.values())),
             "memory_on_after": None if on_after is None else sum(map(sum, on_after.values())),
             "memory_on_questions": None if on_after is None else sum(map(len, on_after.values())),

@@ -48,7 +48,8 @@ os.environ.pop("SEAL_AGENT_CONFIG", None)
 # the end while the other worker idles. Longest first, the rest fill in around them.
 LONGEST_FIRST = (
     "test_memorize.py", "test_consolidation_crash.py", "test_eval.py", "test_policy.py",
-    "test_consolidation.py", "test_agent.py", "test_crash.py", "test_serve.py",
+    "test_consolidation.py", "test_memorize_leaks.py", "test_agent.py", "test_crash.py",
+    "test_serve.py",
 )
 
 

@@ -107,7 +107,8 @@ def _run_one(
             if event.stage == "score" and event.reward is not None:
                 rewards.append(f"{event.reward:+.2f}")
             label = {
-                "probes": "probes", "candidates": "sampling candidates",
+                "probes": "probes", "before": "answers before training",
+                "candidates": "sampling candidates",
                 "train": f"candidate {event.candidate}/{event.candidates}: training",
                 "score": f"candidate {event.candidate}/{event.candidates}: scored",
                 "update": "training the adapter update", "gate": "gate: recall and retention",

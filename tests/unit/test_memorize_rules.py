@@ -9,7 +9,14 @@ from seal_agent.eval.facts import pool
 from seal_agent.eval.facts_data import load_facts
 from seal_agent.facts import build_probes, question_key
 from seal_agent.facts_store import StoredFact
-from seal_agent.memorize import _Memory, _superseded, drained_by, lost_memories, settle_drain
+from seal_agent.memorize import (
+    _Memory,
+    _superseded,
+    drained_by,
+    held_for_leaks,
+    lost_memories,
+    settle_drain,
+)
 from seal_agent.prompts import GENERAL_CHECKS, REPLAY_PROMPTS
 from seal_agent.types import Interaction, InteractionKind, Message, Namespace
 
@@ -72,6 +79,18 @@ def test_the_newer_answer_to_the_same_question_supersedes_the_older() -> None:
     assert _superseded([moved], [old, other]) == {"old"}
     same = _memory("same", "My sister Ines lives in Reykjavik.", new=True)
     assert _superseded([same], [old]) == set()  # the same answer again contradicts nothing
+
+
+def test_only_the_memories_holding_a_leaked_answer_are_trained_without() -> None:
+    marathons = _memory("marathons", "I have run 12 marathons.", new=True)
+    dog = _memory("dog", "My dog is called Marzipan.", new=True)
+    earlier = _memory("earlier", "I work as a glassblower in Tacoma.", new=False)
+    assert held_for_leaks([earlier, marathons, dog], ["12"]) == ["marathons"]
+    assert held_for_leaks([earlier, marathons, dog], ["glassblower", "12"]) == ["earlier", "marathons"]
+    assert held_for_leaks([earlier, marathons, dog], []) == []
+    assert held_for_leaks([earlier, marathons, dog], ["Oslo"]) == []  # no memory holds it
+    # nothing new would be left to train: no retry, the gate decides on what it has
+    assert held_for_leaks([earlier, marathons], ["12"]) == []
 
 
 def test_pool_holds_no_two_facts_asked_the_same_question() -> None:
