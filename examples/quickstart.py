@@ -45,7 +45,7 @@ FACTS = [
 QUESTIONS = [
     ("What is my dog's name?", "biscuit"),
     ("What is my job?", "glassblower"),
-    ("What am I allergic to?", "peanut"),
+    ("What am I allergic to?", "peanuts"),
     ("Which instrument do I like best?", "bassoon"),
     ("Where does my sister live?", "reykjavik"),
 ]
