@@ -29,8 +29,10 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 # The default (recall) mode, seeded; relation templates only, so each process writes the
-# same pairs quickly.
-FAST = {"model_pairs": False}
+# same pairs quickly. Replay is most of the training tokens at the defaults (three replay
+# examples per memory example, from a pool of 48): a smaller share of a smaller pool keeps
+# four trainings of the real model short. The gate still checks all its general questions.
+FAST = {"model_pairs": False, "replay_general": 16, "replay_ratio": 1.5}
 
 # The child consolidates and stops dead (SIGSTOP-free: it sleeps) at the named
 # stage so that the test can kill it exactly there.
