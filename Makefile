@@ -18,17 +18,14 @@ demo: setup
 # (the one-test crash file last), not in the longest-first order tests/conftest.py sets;
 # that ordering cost ~9 of the suite's 33 minutes (1966 s, where 2849 s of tests fit in ~1430 s).
 XDIST := -n 2 --dist loadfile --no-loadscope-reorder
-# The LangChain package's tests hold no module-wide run; test by test they spread over
-# both workers (235 s against 255 s by file, its example that consolidates being 134 s).
-LC_XDIST := -n 2 --dist load
 
 test: setup
 	$(PY) -m pytest -q $(XDIST)
-	cd integrations/langchain && ../../$(PY) -m pytest -q $(LC_XDIST)
+	cd integrations/langchain && ../../$(PY) -m pytest -q $(XDIST)
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(XDIST)
-	cd integrations/langchain && ../../$(PY) -m pytest -q -m "not slow" $(LC_XDIST)
+	cd integrations/langchain && ../../$(PY) -m pytest -q -m "not slow" $(XDIST)
 
 lint: setup
 	$(VENV)/bin/ruff check seal_agent tests examples benchmarks scripts integrations
