@@ -149,7 +149,8 @@ def test_help_imports_no_server_library() -> None:
         "heavy = [m for m in ('fastapi', 'uvicorn', 'starlette', 'openai') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)  # a hang guard: --help imports no heavy library
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout
 
