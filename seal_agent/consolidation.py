@@ -28,7 +28,6 @@ changes nothing the agent uses until the promotion transaction commits.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -50,6 +49,7 @@ from seal_agent.types import (
     MemoryStatus,
     Namespace,
     Probe,
+    SelfEdit,
     SelfEditFormat,
 )
 
@@ -385,20 +385,11 @@ class Consolidator:
         )
         self._emitter(len(todo), len(todo))("staged", message=staged.name)
         moved = self._consolidated_ids([i.id for i, *_ in winners])
-        new_rows = self._winner_rows(winners)
+        new_edits = self._winner_edits(winners)
 
         def commit(conn: Any) -> None:
-            now = datetime.now(UTC).isoformat(timespec="microseconds")
-            conn.executemany(
-                "UPDATE self_edits SET status = 'consolidated', updated_at = ? WHERE id = ?",
-                [(now, i) for i in moved],
-            )
-            conn.executemany(
-                "INSERT INTO self_edits (id, interaction_id, user_id, agent_id, session_id, format, "
-                "text, status, author, sample_id, retrievable, indexed, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'consolidated', ?, ?, 0, 1, ?, ?)",
-                [(*row, now, now) for row in new_rows],
-            )
+            self.journal.set_status(moved, MemoryStatus.CONSOLIDATED, conn)
+            self.journal.add_self_edits(new_edits, conn, indexed=True)
             self.runs.count_tries(failed_ids, conn)
 
         promoted = self.runs.promote(staged, run_id, metrics, also=commit)
@@ -420,15 +411,8 @@ class Consolidator:
         self, ns: Namespace, limit: int | None
     ) -> list[tuple[Interaction, int]]:
         """Interactions with buffered memories, oldest first, not yet given up."""
-        rows = self.journal.execute(
-            "SELECT i.id, i.consolidation_tries FROM interactions i "
-            "WHERE i.user_id = ? AND i.agent_id = ? AND i.derive_status = 'done' "
-            "AND i.consolidation_tries < ? AND EXISTS (SELECT 1 FROM self_edits e "
-            "WHERE e.interaction_id = i.id AND e.status = 'buffered' AND e.format = 'statement') "
-            "ORDER BY i.rowid" + (f" LIMIT {int(limit)}" if limit else ""),
-            (ns.user_id, ns.agent_id, self.cfg.max_tries),
-        )
-        return [(self.journal.get_interaction(r[0]), int(r[1])) for r in rows]
+        return self.journal.buffered_interactions(
+            ns.user_id, ns.agent_id, max_tries=self.cfg.max_tries, limit=limit or None)
 
     def _probes(self, interaction: Interaction) -> list[Probe]:
         probes = self.journal.probes(interaction_id=interaction.id)
@@ -437,24 +421,11 @@ class Consolidator:
         # Interactions derived without probes: write them now (kept for later runs).
         written = self.writer.probes_for(interaction)
         if written:
-            with self.journal.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO probes (id, interaction_id, user_id, agent_id, session_id, "
-                    "question, answer, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'model', ?)",
-                    [(p.id, p.interaction_id, p.namespace.user_id, p.namespace.agent_id,
-                      p.namespace.session_id, p.question, p.answer, p.created_at.isoformat())
-                     for p in written],
-                )
+            self.journal.add_probes(written)
         return written
 
     def _retention_probes(self, ns: Namespace) -> list[tuple[str, str]]:
-        rows = self.journal.execute(
-            "SELECT p.question, p.answer FROM probes p WHERE p.user_id = ? AND p.agent_id = ? "
-            "AND EXISTS (SELECT 1 FROM self_edits e WHERE e.interaction_id = p.interaction_id "
-            "AND e.status = 'consolidated') ORDER BY p.rowid",
-            (ns.user_id, ns.agent_id),
-        )
-        pairs = [(r[0], r[1]) for r in rows]
+        pairs = self.journal.consolidated_probe_pairs(ns.user_id, ns.agent_id)
         rng = random.Random(self.cfg.seed)
         return rng.sample(pairs, min(len(pairs), self.cfg.retention_probes))
 
@@ -476,40 +447,28 @@ class Consolidator:
             for e in self.journal.self_edits(interaction_id=iid, status=[MemoryStatus.BUFFERED])
         ]
 
-    def _winner_rows(self, winners: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        rows = []
+    def _winner_edits(self, winners: Sequence[tuple[Any, ...]]) -> list[SelfEdit]:
+        """The winners' items as consolidated, unretrievable self-edits (the adapter holds them)."""
+        edits = []
+        created = datetime.now(UTC)
         for interaction, cand, _seqs, _probes, _before in winners:
-            ns = interaction.namespace
             fmt = SelfEditFormat.IMPLICATION if cand.format is SelfEditFormat.DIRECTIVE else cand.format
             sample = new_id("smp")
             for item in cand.items:
-                rows.append((new_id("mem"), interaction.id, ns.user_id, ns.agent_id, ns.session_id,
-                             fmt.value, item, self.writer.author, sample))
-        return rows
+                edits.append(SelfEdit(
+                    id=new_id("mem"), interaction_id=interaction.id, namespace=interaction.namespace,
+                    format=fmt, text=item, status=MemoryStatus.CONSOLIDATED,
+                    author=self.writer.author, sample_id=sample, retrievable=False,
+                    created_at=created))
+        return edits
 
     def _record_candidates(
         self, run_id: str, interaction: Interaction, rows: list[dict[str, Any]],
         before: float, chosen: int | None,
     ) -> None:
         """Every (prompt, candidate, directive, reward): the later policy step's data."""
-        now = datetime.now(UTC).isoformat(timespec="microseconds")
-        ns = interaction.namespace
-        with self.journal.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO candidates (id, run_id, interaction_id, user_id, agent_id, "
-                "sample_index, format, prompt, completion, sequences, directive, policy, "
-                "score_before, score_after, reward, chosen, dropped, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (new_id("cnd"), run_id, interaction.id, ns.user_id, ns.agent_id, j,
-                     r["cand"].format.value, r["cand"].prompt, r["cand"].completion,
-                     json.dumps(r["sequences"]),
-                     json.dumps(r["cand"].directive.as_dict() if r["cand"].directive else {}),
-                     self.writer.author, before, r["after"], r["reward"], int(j == chosen),
-                     json.dumps(r["cand"].dropped), now)
-                    for j, r in enumerate(rows)
-                ],
-            )
+        self.runs.record_candidates(run_id, interaction, rows, before=before, chosen=chosen,
+                                    policy=self.writer.author)
 
     def _emitter(self, n: int, total: int) -> Callable[..., None]:
         def emit(stage: str, **fields: Any) -> None:

@@ -566,19 +566,14 @@ class Memorizer:
                    if e.status is not MemoryStatus.REJECTED]
         records = o.records(staged.id, new_only=False)
         failed = [m.id for m in new if m.id not in drained]
-        now = _now()
 
         def commit(conn: Any) -> None:
-            conn.executemany("UPDATE self_edits SET status = ?, updated_at = ? WHERE id = ?",
-                             [(drain_status.value, now, i) for i in drain])
-            conn.executemany("UPDATE self_edits SET status = 'buffered', updated_at = ? WHERE id = ?",
-                             [(now, i) for i in back])
-            conn.executemany("UPDATE self_edits SET status = 'rejected', updated_at = ? WHERE id = ?",
-                             [(now, i) for i in retired])
+            self.journal.set_status(drain, drain_status, conn)
+            self.journal.set_status(back, MemoryStatus.BUFFERED, conn)
+            self.journal.set_status(retired, MemoryStatus.REJECTED, conn)
             for iid in o.superseded:
                 self.facts.retire(conn, iid)
-            conn.executemany("UPDATE interactions SET consolidation_tries = "
-                             "consolidation_tries + 1 WHERE id = ?", [(i,) for i in failed])
+            self.journal.add_consolidation_tries(failed, conn)
             self.facts.record(conn, records, o.ns.user_id, o.ns.agent_id, o.run_id)
 
         promoted = cons.runs.promote(staged, o.run_id, metrics, also=commit)

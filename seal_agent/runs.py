@@ -16,21 +16,27 @@ strings that journals and reports have always held.
 :class:`RunLedger` is the bookkeeping both consolidation modes share
 (consolidation.py and memorize.py): it opens a run's row, closes it once with
 the status its ending maps to, and counts failed tries against interactions.
+It also keeps the reward loop's record (consolidation.py): every candidate a
+run sampled, with its reward, in the ``candidates`` table, which only
+:meth:`RunLedger.record_candidates` writes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from seal_agent.journal import new_id
 
 if TYPE_CHECKING:
     from seal_agent.adapters import AdapterStore, AdapterVersion, StagedVersion
     from seal_agent.journal import Connection, Journal
-    from seal_agent.types import Namespace
+    from seal_agent.types import Interaction, Namespace
 
 __all__ = ["ReportStatus", "RunLedger", "RunStatus"]
 
@@ -144,10 +150,35 @@ class RunLedger:
         """
         if not interaction_ids:
             return
-        sql = "UPDATE interactions SET consolidation_tries = consolidation_tries + 1 WHERE id = ?"
-        rows = [(i,) for i in interaction_ids]
-        if conn is not None:
-            conn.executemany(sql, rows)
-            return
-        with self.journal.transaction() as db:
-            db.executemany(sql, rows)
+        self.journal.add_consolidation_tries(interaction_ids, conn)
+
+    def record_candidates(
+        self, run_id: str, interaction: Interaction, scored: Sequence[Mapping[str, Any]], *,
+        before: float, chosen: int | None, policy: str,
+    ) -> None:
+        """Every (prompt, candidate, directive, reward) of one interaction: the policy step's data.
+
+        ``scored`` holds one mapping per candidate, in sample order: ``cand``
+        (a :class:`~seal_agent.selfedit.Candidate`), ``sequences`` (what was
+        trained), ``after`` (the probe score after training) and ``reward``.
+        ``chosen`` is the index of the winner, ``policy`` who sampled them.
+        """
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        ns = interaction.namespace
+        rows = [
+            (new_id("cnd"), run_id, interaction.id, ns.user_id, ns.agent_id, j,
+             r["cand"].format.value, r["cand"].prompt, r["cand"].completion,
+             json.dumps(r["sequences"]),
+             json.dumps(r["cand"].directive.as_dict() if r["cand"].directive else {}),
+             policy, before, r["after"], r["reward"], int(j == chosen),
+             json.dumps(r["cand"].dropped), now)
+            for j, r in enumerate(scored)
+        ]
+        with self.journal.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO candidates (id, run_id, interaction_id, user_id, agent_id, "
+                "sample_index, format, prompt, completion, sequences, directive, policy, "
+                "score_before, score_after, reward, chosen, dropped, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )

@@ -67,11 +67,7 @@ def consolidate(
 
 
 def _namespaces_with_buffer(ag: SealAgent) -> list[tuple[str, str]]:
-    rows = ag.journal.execute(
-        "SELECT DISTINCT user_id, agent_id FROM self_edits WHERE status = 'buffered' "
-        "AND format = 'statement' ORDER BY user_id, agent_id"
-    )
-    return [(r[0], r[1]) for r in rows]
+    return ag.journal.buffered_namespaces()
 
 
 def _run_one(
@@ -221,16 +217,10 @@ def _due(ag: SealAgent, user: str, agent: str) -> bool:
     from datetime import UTC, datetime
 
     cfg = ag.config.consolidation
-    rows = ag.journal.execute(
-        "SELECT COUNT(DISTINCT i.id), MAX(i.created_at) FROM interactions i JOIN self_edits e "
-        "ON e.interaction_id = i.id WHERE i.user_id = ? AND i.agent_id = ? "
-        "AND e.status = 'buffered' AND e.format = 'statement' AND i.consolidation_tries < ?",
-        (user, agent, cfg.max_tries),
-    )
-    count, last = rows[0][0], rows[0][1]
-    if not count:
+    count, last = ag.journal.buffered_backlog(user, agent, max_tries=cfg.max_tries)
+    if not count or last is None:
         return False
-    idle = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds()
+    idle = (datetime.now(UTC) - last).total_seconds()
     return count >= cfg.trigger_interactions or idle >= cfg.trigger_idle_seconds
 
 

@@ -198,22 +198,15 @@ def _file(path: Path, n: int, seed: int) -> EpisodeSet:
 def _journal(journal: Journal, n: int, user_id: str | None, agent_id: str | None) -> EpisodeSet:
     """Interactions with probes, newest first; sources are the user's own statements."""
     from seal_agent.text import drop_questions
-    from seal_agent.types import SelfEditFormat
+    from seal_agent.types import DeriveStatus, SelfEditFormat
 
-    where, args = ["derive_status = 'done'"], []
-    for column, value in (("user_id", user_id), ("agent_id", agent_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    rows = journal.execute(
-        f"SELECT id FROM interactions WHERE {' AND '.join(where)} ORDER BY rowid DESC", args
-    )
+    done = journal.interactions(user_id=user_id, agent_id=agent_id,
+                                derive_status=[DeriveStatus.DONE], newest_first=True)
     episodes: list[Episode] = []
     skipped = 0
-    for row in rows:
+    for interaction in done:
         if len(episodes) >= n:
             break
-        interaction = journal.get_interaction(row[0])
         source = drop_questions(interaction.user_text)
         probes = tuple((p.question, p.answer) for p in journal.probes(interaction_id=interaction.id))
         if not source:

@@ -158,3 +158,28 @@ def test_promotion_ends_the_run_in_the_same_transaction(
     row = _row(journal, run)
     assert row["status"] == "promoted"
     assert row["metrics"]["outcome"] == "promoted"  # type: ignore[index]
+
+
+def test_candidates_are_recorded_with_their_rewards(ledger: RunLedger, journal: Journal) -> None:
+    from seal_agent.selfedit import Candidate, Directive
+    from seal_agent.types import SelfEditFormat
+
+    inter = journal.log_interaction(ANA, InteractionKind.DOCUMENT,
+                                    [Message(role="user", content="I live in Lisbon.")])
+    cands = [Candidate(SelfEditFormat.IMPLICATION, "p", "c0", ["a"], None, {}),
+             Candidate(SelfEditFormat.DIRECTIVE, "p", "c1", ["b"], Directive(epochs=2), {"gate": 1})]
+    scored = [{"cand": c, "sequences": [f"s{j}"], "after": 0.5 + j, "reward": 0.1 * j}
+              for j, c in enumerate(cands)]
+    with ledger.recording():
+        run = ledger.open(ANA, {})
+        ledger.record_candidates(run, inter, scored, before=0.25, chosen=1, policy="base")
+        ledger.close(run, "dry_run", {}, tokens=0, started=time.perf_counter())
+    rows = [dict(r) for r in journal.execute(
+        "SELECT * FROM candidates WHERE run_id = ? ORDER BY sample_index", (run,))]
+    assert [(r["sample_index"], r["format"], r["completion"], r["chosen"], r["reward"])
+            for r in rows] == [(0, "implication", "c0", 0, 0.0), (1, "directive", "c1", 1, 0.1)]
+    assert {r["interaction_id"] for r in rows} == {inter.id}
+    assert json.loads(rows[1]["directive"])["epochs"] == 2 and json.loads(rows[0]["directive"]) == {}
+    assert json.loads(rows[1]["dropped"]) == {"gate": 1} and json.loads(rows[0]["sequences"]) == ["s0"]
+    assert rows[0]["score_before"] == 0.25 and rows[1]["score_after"] == 1.5
+    assert rows[0]["policy"] == "base"
