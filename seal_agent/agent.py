@@ -33,6 +33,7 @@ from seal_agent.facts_store import FactStore
 from seal_agent.journal import Journal
 from seal_agent.models.base import AdapterRef, GenerationParams
 from seal_agent.prompts import memory_system_prompt
+from seal_agent.runs import RunStore
 from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
 from seal_agent.types import (
     DeriveStatus,
@@ -892,7 +893,7 @@ class SealAgent:
             "counts": self.journal.counts(user_id, agent_id),
             "weights_recall": FactStore(self.journal).summary(user_id, agent_id),
             "namespaces": self.journal.namespaces(),
-            "last_run": self.adapters.last_run(user_id, agent_id),
+            "last_run": RunStore(self.journal).last_run(user_id, agent_id),
             "active_adapters": [
                 {"user_id": u, "agent_id": a, "version": v.name, "id": v.id}
                 for u, a in self.adapters.namespaces()

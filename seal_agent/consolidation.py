@@ -221,7 +221,7 @@ class Consolidator:
         ns = Namespace(user_id=user_id, agent_id=agent_id)
         with self.store.lock(user_id, agent_id):
             self.store.cleanup(user_id, agent_id)
-            self.store.mark_abandoned_runs()
+            self.runs.mark_abandoned_runs()
             with self.runs.recording():  # an exception that escapes marks the run failed
                 if self.cfg.mode == "recall":
                     return self.memorizer.run(ns, k or self.cfg.recall_k, max_interactions, dry_run)

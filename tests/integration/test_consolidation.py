@@ -8,6 +8,7 @@ import json
 import pytest
 
 from seal_agent import ConsolidationBusyError, MemoryStatus
+from seal_agent.runs import RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +75,7 @@ def test_consolidation_end_to_end(make_agent, caplog):
     assert base.adapter is None
 
     # status and the run record
-    run = agent.adapters.last_run("ana", "default")
+    run = RunStore(agent.journal).last_run("ana", "default")
     assert run["status"] == "promoted" and run["metrics"]["candidates_tried"] == 4
 
     # a corrupted adapter on disk is refused by the next process, which says so

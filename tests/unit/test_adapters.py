@@ -31,7 +31,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import seal_agent
-from seal_agent.adapters import MANIFEST, AdapterStore, AdapterVersion, RunStatus, StagedVersion
+from seal_agent.adapter_files import MANIFEST
+from seal_agent.adapters import AdapterStore, AdapterVersion, StagedVersion
 from seal_agent.errors import (
     AdapterNotFoundError,
     ConfigError,
@@ -41,6 +42,7 @@ from seal_agent.errors import (
     InvalidNamespaceError,
 )
 from seal_agent.journal import Connection, Journal
+from seal_agent.runs import RunStatus, RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = "adapter_model.safetensors"
@@ -114,15 +116,20 @@ def active(store: AdapterStore, user: str = "ana", agent: str = "helper") -> Ada
     return version
 
 
+def runs(store: AdapterStore) -> RunStore:
+    """The run rows of the store's journal (runs.py owns them)."""
+    return RunStore(store.journal)
+
+
 def last_run(store: AdapterStore, *namespace: str) -> dict[str, Any]:
-    run = store.last_run(*namespace)
+    run = runs(store).last_run(*namespace)
     assert run is not None
     return run
 
 
 # -- stage and promote ---------------------------------------------------------------
 def test_stage_and_promote_make_it_active_and_listed(store: AdapterStore, home: Path) -> None:
-    run = store.start_run("ana", "helper", {"lora_r": 4})
+    run = runs(store).start_run("ana", "helper", {"lora_r": 4})
     first = add(store, run_id=run)
     assert first.path == home / "adapters" / "ana" / "helper" / "memory" / "v0001"
     assert (first.name, first.version, first.active, first.run_id) == ("v0001", 1, True, run)
@@ -174,12 +181,12 @@ def test_exception_in_also_changes_nothing_in_the_journal(
     store: AdapterStore, journal: Journal
 ) -> None:
     first = add(store)
-    run = store.start_run("ana", "helper", {})
+    run = runs(store).start_run("ana", "helper", {})
     before = {t: rows(journal, t) for t in ("adapter_versions", "active_adapters", "consolidation_runs")}
     staged = store.stage("ana", "helper", "memory", writer(1), config={}, metrics={}, run_id=run)
 
     def also(conn: Connection) -> None:
-        store.finish_run(conn, run, RunStatus.PROMOTED, {"gain": 1.0})
+        runs(store).finish_run(conn, run, RunStatus.PROMOTED, {"gain": 1.0})
         raise RuntimeError("probe scoring crashed")
 
     with pytest.raises(RuntimeError, match="probe scoring crashed"):
@@ -193,12 +200,12 @@ def test_exception_in_also_changes_nothing_in_the_journal(
 
 
 def test_also_commits_with_the_promotion(store: AdapterStore) -> None:
-    run = store.start_run("ana", "helper", {"k": 3})
+    run = runs(store).start_run("ana", "helper", {"k": 3})
     staged = store.stage("ana", "helper", "memory", writer(), config={}, metrics={}, run_id=run)
     version = store.promote(
-        staged, also=lambda conn: store.finish_run(conn, run, "promoted", {"gain": 0.4})
+        staged, also=lambda conn: runs(store).finish_run(conn, run, "promoted", {"gain": 0.4})
     )
-    last = store.last_run("ana", "helper")
+    last = runs(store).last_run("ana", "helper")
     assert last is not None
     assert (last["id"], last["status"], last["config"]) == (run, "promoted", {"k": 3})
     assert last["metrics"]["gain"] == 0.4 and last["metrics"]["process"]["pid"] == os.getpid()
@@ -599,23 +606,23 @@ def test_a_moved_home_still_verifies(store: AdapterStore, journal: Journal, tmp_
 
 # -- runs ---------------------------------------------------------------------------------------
 def test_runs(store: AdapterStore, journal: Journal) -> None:
-    assert store.last_run() is None
-    first = store.start_run("ana", "helper", {"k": 3})
-    second = store.start_run("ben", "helper", {"k": 1})
+    assert runs(store).last_run() is None
+    first = runs(store).start_run("ana", "helper", {"k": 3})
+    second = runs(store).start_run("ben", "helper", {"k": 1})
     assert last_run(store)["id"] == second
     assert last_run(store, "ana")["id"] == first
-    assert store.last_run("ana", "coach") is None
+    assert runs(store).last_run("ana", "coach") is None
 
-    store.finish_run(None, first, RunStatus.REJECTED, {"gain": -0.2})
+    runs(store).finish_run(None, first, RunStatus.REJECTED, {"gain": -0.2})
     run = last_run(store, "ana", "helper")
     assert run["status"] == "rejected" and run["metrics"]["gain"] == -0.2
     assert run["metrics"]["process"]["host"] == socket.gethostname()
     with pytest.raises(ConfigError, match="cannot finish a run as 'running'"):
-        store.finish_run(None, second, "running")
+        runs(store).finish_run(None, second, "running")
     with pytest.raises(ConfigError, match="'done'"):
-        store.finish_run(None, second, "done")
+        runs(store).finish_run(None, second, "done")
     with pytest.raises(ConsolidationError, match="no consolidation run"):
-        store.finish_run(None, "run_missing", "failed")
+        runs(store).finish_run(None, "run_missing", "failed")
 
 
 def test_mark_abandoned_runs(
@@ -623,25 +630,24 @@ def test_mark_abandoned_runs(
 ) -> None:
     child = spawn(
         "import sys\n"
-        "from seal_agent.adapters import AdapterStore\n"
         "from seal_agent.journal import Journal\n"
-        "print(AdapterStore(sys.argv[1], Journal(sys.argv[2])).start_run('ana', 'helper', {}),"
-        " flush=True)\n"
+        "from seal_agent.runs import RunStore\n"
+        "print(RunStore(Journal(sys.argv[2])).start_run('ana', 'helper', {}), flush=True)\n"
         "import time; time.sleep(60)\n",
         store.root, journal_target,
     )
     try:
         assert child.stdout is not None
         dead = child.stdout.readline().strip()
-        assert store.mark_abandoned_runs() == []  # still alive
+        assert runs(store).mark_abandoned_runs() == []  # still alive
         kill(child)
     finally:
         if child.poll() is None:
             child.kill()
-    alive = store.start_run("ana", "helper", {})
-    reused = store.start_run("ana", "helper", {})
-    remote = store.start_run("ana", "helper", {})
-    unknown = store.start_run("ana", "helper", {})
+    alive = runs(store).start_run("ana", "helper", {})
+    reused = runs(store).start_run("ana", "helper", {})
+    remote = runs(store).start_run("ana", "helper", {})
+    unknown = runs(store).start_run("ana", "helper", {})
     with journal.transaction() as conn:
         def process(run_id: str, **change: Any) -> None:
             metrics = json.loads(
@@ -655,11 +661,11 @@ def test_mark_abandoned_runs(
         process(reused, start=1)  # our pid, but a process that started at another time
         process(remote, host="another-machine", pid=999_999_999)
         process(unknown)  # no process record at all
-    assert sorted(store.mark_abandoned_runs()) == sorted([dead, reused])
+    assert sorted(runs(store).mark_abandoned_runs()) == sorted([dead, reused])
     status = {r["id"]: r["status"] for r in rows(journal, "consolidation_runs")}
     assert status == {dead: "abandoned", reused: "abandoned", alive: "running",
                       remote: "running", unknown: "running"}
-    assert store.mark_abandoned_runs() == []
+    assert runs(store).mark_abandoned_runs() == []
 
 
 # -- crashes inside stage and promote ------------------------------------------------------------
@@ -669,9 +675,11 @@ CRASH = textwrap.dedent(
     from pathlib import Path
     from seal_agent.adapters import AdapterStore
     from seal_agent.journal import Journal
+    from seal_agent.runs import RunStore
 
     root, db, point = sys.argv[1:4]
     store = AdapterStore(root, Journal(db))
+    runs = RunStore(store.journal)
 
     def stop(where):
         print(where, flush=True)
@@ -690,12 +698,12 @@ CRASH = textwrap.dedent(
         os.rename = slow_rename
 
     def also(conn):
-        store.finish_run(conn, run, "promoted", {})
+        runs.finish_run(conn, run, "promoted", {})
         conn.execute("UPDATE adapter_versions SET metrics = '{}'")
         stop("promote")  # inside the open transaction
 
     with store.lock("ana", "helper"):
-        run = store.start_run("ana", "helper", {"pid": os.getpid()})
+        run = runs.start_run("ana", "helper", {"pid": os.getpid()})
         parent = store.active("ana", "helper")
         staged = store.stage("ana", "helper", "memory", save, config={}, metrics={},
                              run_id=run, parent_id=parent.id)
@@ -743,7 +751,7 @@ def test_sigkill_inside_stage_or_promote_keeps_the_old_version(
         assert store.loadable("ana", "helper") == (old[point], []), point
         run = last_run(store, "ana", "helper")
         assert run["status"] == "running", point
-        assert store.mark_abandoned_runs() == [run["id"]], point
+        assert runs(store).mark_abandoned_runs() == [run["id"]], point
 
         kind_dir = old[point].path.parent
         left = [p for p in kind_dir.iterdir() if p.name.startswith(LEFTOVER[point])]
