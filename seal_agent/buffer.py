@@ -133,55 +133,17 @@ class Buffer:
         k = top_k or self.config.top_k
         floor = self.config.min_similarity if min_similarity is None else min_similarity
         [qvec] = self.embedder.embed([query])
-        where = {
-            "$and": [
-                {"user_id": namespace.user_id},
-                {"agent_id": namespace.agent_id},
-                {"status": {"$in": [s.value for s in statuses]}},
-            ]
-        }
         res = self._call(
             "query",
             self._col.query,
             query_embeddings=[qvec],
             n_results=k * 4,  # room for the floor, de-duplication and journal checks
-            where=where,
+            where=_where(namespace, statuses),
             include=["documents", "metadatas", "distances", "embeddings"],
         )
-        ids = res["ids"][0]
-        if not ids:
+        if not res["ids"][0]:
             return []
-        import numpy as np  # chromadb's own dependency; not at `import seal_agent` time
-
-        kept: list[Memory] = []
-        kept_rows: list[int] = []
-        seen_text: set[str] = set()
-        # Every hit's similarity to every other, in one product (the embeddings are unit length).
-        vecs = np.asarray(res["embeddings"][0], dtype=np.float64).reshape(len(ids), -1)
-        pairwise = vecs @ vecs.T
-        for i, mid in enumerate(ids):
-            similarity = 1.0 - float(res["distances"][0][i])
-            if similarity < floor:
-                break  # results come best first
-            text = res["documents"][0][i]
-            key = normalize(text)
-            if key in seen_text or (
-                kept_rows and float(pairwise[i, kept_rows].max()) >= self.config.dedup_similarity
-            ):
-                continue
-            meta = res["metadatas"][0][i]
-            seen_text.add(key)
-            kept_rows.append(i)
-            kept.append(
-                Memory(
-                    id=mid,
-                    text=text,
-                    score=round(similarity, 4),
-                    format=SelfEditFormat(meta["format"]),
-                    interaction_id=meta["interaction_id"],
-                    status=MemoryStatus(meta["status"]),
-                )
-            )
+        kept = _distinct_hits(res, floor, self.config.dedup_similarity)
         return kept[: k * 2]  # the agent trims to k after its journal cross-check
 
     def ids(self, namespace: Namespace | None = None) -> set[str]:
@@ -195,6 +157,54 @@ class Buffer:
 
     def count(self) -> int:
         return int(self._call("count", self._col.count))
+
+
+def _where(namespace: Namespace, statuses: Sequence[MemoryStatus]) -> dict[str, Any]:
+    """Chroma's filter for the namespace's (user, agent) pair in the given statuses."""
+    return {
+        "$and": [
+            {"user_id": namespace.user_id},
+            {"agent_id": namespace.agent_id},
+            {"status": {"$in": [s.value for s in statuses]}},
+        ]
+    }
+
+
+def _distinct_hits(res: Any, floor: float, dedup_similarity: float) -> list[Memory]:
+    """A query's hits above ``floor``, best first, without near-copies of a better hit."""
+    import numpy as np  # chromadb's own dependency; not at `import seal_agent` time
+
+    ids = res["ids"][0]
+    kept: list[Memory] = []
+    kept_rows: list[int] = []
+    seen_text: set[str] = set()
+    # Every hit's similarity to every other, in one product (the embeddings are unit length).
+    vecs = np.asarray(res["embeddings"][0], dtype=np.float64).reshape(len(ids), -1)
+    pairwise = vecs @ vecs.T
+    for i, mid in enumerate(ids):
+        similarity = 1.0 - float(res["distances"][0][i])
+        if similarity < floor:
+            break  # results come best first
+        text = res["documents"][0][i]
+        key = normalize(text)
+        if key in seen_text or (
+            kept_rows and float(pairwise[i, kept_rows].max()) >= dedup_similarity
+        ):
+            continue
+        meta = res["metadatas"][0][i]
+        seen_text.add(key)
+        kept_rows.append(i)
+        kept.append(
+            Memory(
+                id=mid,
+                text=text,
+                score=round(similarity, 4),
+                format=SelfEditFormat(meta["format"]),
+                interaction_id=meta["interaction_id"],
+                status=MemoryStatus(meta["status"]),
+            )
+        )
+    return kept
 
 
 def _batches(items: list[Any], size: int = 500) -> list[list[Any]]:

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from seal_agent.config import ConsolidationConfig, SealAgentConfig
     from seal_agent.models.base import LanguageModel, TrainableBase
     from seal_agent.reward import Scorer
-    from seal_agent.selfedit import Candidate, Directive
+    from seal_agent.selfedit import Candidate
+    from seal_agent.selfedit_formats import Directive
     from seal_agent.training import LoraTrainer, TrainSettings
 
 __all__ = ["InnerLoop", "InnerResult", "build_inner_loop", "build_trainer", "mean"]

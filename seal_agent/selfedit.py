@@ -10,11 +10,11 @@ A 135M model's output is often poor, so every item passes the same gate:
 empty, degenerate (repetition loops), duplicate, unsupported by the source
 (names and numbers the user never said), or over the per-sample cap — each
 dropped item is counted by reason in the interaction's derive report.
+How each format's completion is parsed lives in :mod:`seal_agent.selfedit_formats`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -33,6 +33,13 @@ from seal_agent.prompts import (
     PROBE_PROMPT,
     PROMPTS,
 )
+from seal_agent.selfedit_formats import (
+    Directive,
+    parse_directive,
+    parse_implications,
+    parse_qa,
+    parse_rewrite,
+)
 from seal_agent.text import (
     content_words,
     drop_questions,
@@ -41,7 +48,6 @@ from seal_agent.text import (
     normalize,
     split_chunks,
     support,
-    trim_repetition,
     unsupported_terms,
 )
 from seal_agent.types import (
@@ -53,105 +59,9 @@ from seal_agent.types import (
     SelfEditFormat,
 )
 
-__all__ = [
-    "Candidate",
-    "Derivation",
-    "Directive",
-    "SelfEditWriter",
-    "parse_directive",
-    "parse_implications",
-    "parse_qa",
-    "parse_rewrite",
-]
+__all__ = ["Candidate", "Derivation", "SelfEditWriter"]
 
-_QA_RE = re.compile(r"Q:\s*(?P<q>.+?)\s*\n\s*A:\s*(?P<a>[^\n]+)")
 _VAGUE_ANSWERS = ("not specified", "not mentioned", "unknown", "i don't know", "not stated")
-
-
-def parse_implications(text: str) -> list[str]:
-    """One fact per bullet line (the prompt ends with the first bullet)."""
-    lines = [re.sub(r"^\s*[-*•]\s*", "", line).strip() for line in text.split("\n")]
-    return [line for line in lines if line]
-
-
-def parse_rewrite(text: str) -> list[str]:
-    """The rewrite is the first paragraph; a small model trails off after it."""
-    first = text.strip().split("\n\n")[0].strip()
-    return [trim_repetition(first)] if first else []
-
-
-def parse_qa(text: str) -> list[tuple[str, str]]:
-    """Question-answer pairs from a completion that starts right after ``Q:``."""
-    pairs = []
-    for m in _QA_RE.finditer("Q: " + text.strip()):
-        question, answer = m.group("q").strip(), m.group("a").strip()
-        if question and answer:
-            pairs.append((question, answer))
-    return pairs
-
-
-# -- directives: the update settings a self-edit may choose ---------------------
-_DIRECTIVE_RE = re.compile(r"^\s*Training:\s*(?P<body>.*)$", re.MULTILINE)
-EPOCH_RANGE = (1, 10)
-LR_RANGE = (1e-5, 3e-3)
-DATA_CHOICES = frozenset({"facts", "statement"})
-
-
-@dataclass(frozen=True)
-class Directive:
-    """Update settings from a bounded menu; what the model got wrong is defaulted."""
-
-    epochs: int | None = None
-    lr: float | None = None
-    data: frozenset[str] = frozenset({"facts", "statement"})
-    fallbacks: tuple[str, ...] = ()  # fields that were missing or off the menu
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "data": sorted(self.data),
-            "fallbacks": list(self.fallbacks),
-        }
-
-
-def parse_directive(text: str) -> tuple[str, Directive]:
-    """Split a directive completion into (facts text, directive).
-
-    ``epochs`` must be an integer in EPOCH_RANGE, ``lr`` a number in LR_RANGE,
-    ``data`` a comma list from DATA_CHOICES; each field that is missing or off
-    the menu is left to the caller's default and named in ``fallbacks``.
-    """
-    match = _DIRECTIVE_RE.search(text)
-    facts = text[: match.start()] if match else text
-    fields: dict[str, str] = {}
-    if match:
-        for part in match.group("body").split():
-            key, _, value = part.partition("=")
-            fields[key.strip().lower()] = value.strip()
-    fallbacks: list[str] = []
-    epochs: int | None = None
-    try:
-        epochs = int(fields["epochs"])
-        if not EPOCH_RANGE[0] <= epochs <= EPOCH_RANGE[1]:
-            raise ValueError
-    except (KeyError, ValueError):
-        epochs = None
-        fallbacks.append("epochs")
-    lr: float | None = None
-    try:
-        lr = float(fields["lr"])
-        if not LR_RANGE[0] <= lr <= LR_RANGE[1]:
-            raise ValueError
-    except (KeyError, ValueError):
-        lr = None
-        fallbacks.append("lr")
-    data = frozenset(x for x in fields.get("data", "").split(",") if x)
-    if not data or not data <= DATA_CHOICES:
-        data = DATA_CHOICES
-        fallbacks.append("data")
-    return facts, Directive(epochs=epochs, lr=lr, data=data, fallbacks=tuple(fallbacks))
-
 
 @dataclass
 class Candidate:
@@ -257,72 +167,20 @@ class SelfEditWriter:
         """
         started = time.perf_counter()
         cfg = self.config
-        ns = interaction.namespace
         now = datetime.now(UTC)
         # Facts come from what the user stated: questions state nothing, and
         # the assistant's half is the small model's own (possibly wrong) words.
         source = drop_questions(interaction.user_text)
         chunks = split_chunks(source, cfg.max_source_chars) if source else []
         gate = _Gate(source=source, check_support=cfg.check_support, min_support=cfg.min_support)
-        edits: list[SelfEdit] = []
-
-        def add(fmt: SelfEditFormat, text: str, *, retrievable: bool = True, sample: str | None = None) -> None:
-            edits.append(
-                SelfEdit(
-                    id=new_id("mem"),
-                    interaction_id=interaction.id,
-                    namespace=ns,
-                    format=fmt,
-                    text=text,
-                    author=self.author if fmt not in _KEPT else "source",
-                    sample_id=sample,
-                    retrievable=retrievable,
-                    created_at=now,
-                )
-            )
-
-        # Always kept: the user's own words (retrievable) and the raw exchange
-        # (one training sequence, not retrieved: the answer half is the model's).
-        for chunk in chunks:
-            add(SelfEditFormat.STATEMENT, chunk)
-            gate.seen.add(normalize(chunk))
-        # A turn that only asked questions states nothing: nothing to keep.
-        if chunks and interaction.kind is InteractionKind.CHAT:
-            exchange = "\n".join(f"{m.role.capitalize()}: {m.content}" for m in interaction.messages)
-            add(SelfEditFormat.EXCHANGE, exchange, retrievable=False)
-        elif chunks:
-            add(SelfEditFormat.EXCHANGE, source, retrievable=False)
+        edits = self._kept(interaction, source, chunks, gate, now)
 
         # Probes first, greedy, so self-QA items that repeat a probe can be dropped.
         probes: list[Probe] = []
         if write_probes and cfg.probes_per_interaction > 0 and chunks:
             probes = self._write_probes(interaction, chunks, gate)
         probe_questions = {normalize(p.question) for p in [*probes, *held_out]}
-
-        # Sampled self-edits: every chunk x format x sample in one batched call.
-        jobs = [
-            (fmt, chunk)
-            for chunk in chunks
-            for fmt in cfg.formats
-            for _ in range(cfg.samples_per_format)
-        ]
-        if jobs:
-            params = GenerationParams(
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                stop=(self._stops[0], "\n\n"),
-                stop_on_repeated_line=True,
-            )
-            prompts = [self.prompt(fmt, chunk) for fmt, chunk in jobs]
-            outputs: list[str] = []
-            for start in range(0, len(prompts), cfg.batch_size):
-                outputs += self.lm.complete(prompts[start : start + cfg.batch_size], params)
-            for (fmt, _chunk), output in zip(jobs, outputs, strict=True):
-                sample = new_id("smp")
-                for text, grounded in self._items(fmt, output, probe_questions, gate):
-                    if gate.admit(fmt.value, text, grounded_in=grounded):
-                        add(fmt, text, sample=sample)
+        edits += self._sampled(interaction, chunks, probe_questions, gate, now)
 
         report = DeriveReport(
             kept={"statement": len(chunks), "exchange": int(bool(chunks)), **dict(gate.kept)},
@@ -333,6 +191,79 @@ class SelfEditWriter:
             author=self.author,
         )
         return Derivation(self_edits=edits, probes=probes, report=report)
+
+    def _self_edit(
+        self, interaction: Interaction, fmt: SelfEditFormat, text: str, now: datetime,
+        *, retrievable: bool = True, sample: str | None = None,
+    ) -> SelfEdit:
+        return SelfEdit(
+            id=new_id("mem"),
+            interaction_id=interaction.id,
+            namespace=interaction.namespace,
+            format=fmt,
+            text=text,
+            author=self.author if fmt not in _KEPT else "source",
+            sample_id=sample,
+            retrievable=retrievable,
+            created_at=now,
+        )
+
+    def _kept(
+        self, interaction: Interaction, source: str, chunks: list[str], gate: _Gate, now: datetime
+    ) -> list[SelfEdit]:
+        """What is always kept: the user's own words (retrievable) and the raw exchange
+        (one training sequence, not retrieved: the answer half is the model's)."""
+        edits = []
+        for chunk in chunks:
+            edits.append(self._self_edit(interaction, SelfEditFormat.STATEMENT, chunk, now))
+            gate.seen.add(normalize(chunk))
+        # A turn that only asked questions states nothing: nothing to keep.
+        if chunks and interaction.kind is InteractionKind.CHAT:
+            exchange = "\n".join(f"{m.role.capitalize()}: {m.content}" for m in interaction.messages)
+            edits.append(self._self_edit(interaction, SelfEditFormat.EXCHANGE, exchange, now,
+                                         retrievable=False))
+        elif chunks:
+            edits.append(self._self_edit(interaction, SelfEditFormat.EXCHANGE, source, now,
+                                         retrievable=False))
+        return edits
+
+    def _sampled(
+        self, interaction: Interaction, chunks: list[str], probe_questions: set[str],
+        gate: _Gate, now: datetime,
+    ) -> list[SelfEdit]:
+        """Sampled self-edits: every chunk x format x sample in one batched call, gated."""
+        cfg = self.config
+        jobs = [
+            (fmt, chunk)
+            for chunk in chunks
+            for fmt in cfg.formats
+            for _ in range(cfg.samples_per_format)
+        ]
+        if not jobs:
+            return []
+        params = GenerationParams(
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            stop=(self._stops[0], "\n\n"),
+            stop_on_repeated_line=True,
+        )
+        outputs = self._complete([self.prompt(fmt, chunk) for fmt, chunk in jobs], params)
+        edits = []
+        for (fmt, _chunk), output in zip(jobs, outputs, strict=True):
+            sample = new_id("smp")
+            for text, grounded in self._items(fmt, output, probe_questions, gate):
+                if gate.admit(fmt.value, text, grounded_in=grounded):
+                    edits.append(self._self_edit(interaction, fmt, text, now, sample=sample))
+        return edits
+
+    def _complete(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        """Completions of ``prompts``, ``batch_size`` at a time."""
+        size = self.config.batch_size
+        outputs: list[str] = []
+        for start in range(0, len(prompts), size):
+            outputs += self.lm.complete(prompts[start : start + size], params)
+        return outputs
 
     def candidates(
         self,
@@ -363,9 +294,7 @@ class SelfEditWriter:
             stop=self._stops,
             stop_on_repeated_line=True,
         )
-        outputs: list[str] = []
-        for start in range(0, len(prompts), cfg.batch_size):
-            outputs += self.lm.complete(prompts[start : start + cfg.batch_size], params)
+        outputs = self._complete(prompts, params)
         probe_questions = {normalize(p.question) for p in held_out}
         result = []
         for fmt, prompt, output in zip(jobs, prompts, outputs, strict=True):
@@ -438,9 +367,7 @@ class SelfEditWriter:
         )
         probe_prompt = PASSAGE_PROBE_PROMPT if self.style == "passage" else PROBE_PROMPT
         prompts = [probe_prompt.format(source=_one_line(c)) for c in chunks]
-        outputs: list[str] = []
-        for start in range(0, len(prompts), self.config.batch_size):
-            outputs += self.lm.complete(prompts[start : start + self.config.batch_size], params)
+        outputs = self._complete(prompts, params)
         source_words = content_words(" ".join(chunks))
         probes: list[Probe] = []
         questions: set[str] = set()

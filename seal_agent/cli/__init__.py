@@ -20,6 +20,7 @@ from seal_agent.cli._common import (
     HomeOpt,
     UserOpt,
     console,
+    fmt_metric,
     friendly_errors,
     open_agent,
     quiet_libraries,
@@ -81,14 +82,13 @@ def status(
     run = info.get("last_run")
     if run:
         m = run["metrics"]
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         last = Table(show_header=False, box=None, title="last consolidation run")
         last.add_row("run", f"{run['id']} ({run['user_id']}/{run['agent_id']}), {run['status']}"
                      + (f": {m.get('outcome')}" if m.get("outcome") else ""))
         last.add_row("started / finished", f"{run['started_at']} / {run.get('finished_at') or '-'}")
         last.add_row("candidates tried / chosen", f"{m.get('candidates_tried', '-')} / {m.get('chosen', '-')}")
-        last.add_row("recall before -> after", f"{fmt(m.get('recall_before'))} -> {fmt(m.get('recall_after'))}")
-        last.add_row("retention before -> after", f"{fmt(m.get('retention_before'))} -> {fmt(m.get('retention_after'))}")
+        last.add_row("recall before -> after", f"{fmt_metric(m.get('recall_before'))} -> {fmt_metric(m.get('recall_after'))}")
+        last.add_row("retention before -> after", f"{fmt_metric(m.get('retention_before'))} -> {fmt_metric(m.get('retention_after'))}")
         last.add_row("tokens trained / time", f"{m.get('tokens_trained', '-')} / {m.get('seconds', '-')} s")
         if m.get("error"):
             last.add_row("error", str(m["error"]))

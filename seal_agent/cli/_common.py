@@ -90,6 +90,11 @@ def cli_config(home: Path | None, config: Path | None, derive: str | None = None
     return load_config(config, **overrides)
 
 
+def fmt_metric(value: float | None) -> str:
+    """A recall or retention number as the tables show it ("-" when not measured)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def quiet_libraries() -> None:
     """Keep model-loading chatter out of the terminal (imports transformers lazily)."""
     from seal_agent.models import quiet_model_loading

@@ -74,27 +74,11 @@ def _run_one(
     ag: SealAgent, user: str, agent: str, k: int | None, max_interactions: int | None, dry_run: bool,
     policy: str | None = None,
 ) -> ConsolidationReport:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from seal_agent.progress import progress_bar
 
     rewards: list[str] = []
-    with Progress(
-        TextColumn("[bold]{task.fields[ns]}[/]"),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[rewards]}"),
-        console=console,
-    ) as bar:
+    with progress_bar(console, lead=("[bold]{task.fields[ns]}[/]", "{task.description}"),
+                      tail=("{task.fields[rewards]}",)) as bar:
         task = bar.add_task("loading models", total=None, ns=f"{user}/{agent}", rewards="")
         with console.status("loading the model…"):
             _ = ag.lm

@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 from rich.table import Table
 
-from seal_agent.cli._common import ConfigOpt, HomeOpt, console, friendly_errors, quiet_libraries
+from seal_agent.cli._common import (
+    ConfigOpt,
+    HomeOpt,
+    cli_config,
+    console,
+    friendly_errors,
+    quiet_libraries,
+)
 
 app = typer.Typer(help="Prepare and list language models and embedders.", no_args_is_help=True)
+
+T = TypeVar("T")
+
+
+def _timed(status: str, build: Callable[[], T]) -> tuple[T, float]:
+    """``build()`` under a spinner saying ``status``, and the seconds it took."""
+    started = time.perf_counter()
+    with console.status(status):
+        built = build()
+    return built, time.perf_counter() - started
 
 
 @app.command("prepare")
 @friendly_errors
 def prepare(home: HomeOpt = None, config: ConfigOpt = None) -> None:
     """Convert the configured model once (GGUF → cached safetensors) and load the embedder."""
-    from seal_agent.config import load_config
     from seal_agent.models import build_embedder, build_language_model
 
     quiet_libraries()
-    cfg = load_config(config, **({"home": home} if home else {}))
-    started = time.perf_counter()
-    with console.status(f"preparing {cfg.model.name} (first time: converting, ~20 s)…"):
-        lm = build_language_model(cfg)
+    cfg = cli_config(home, config)
+    lm, seconds = _timed(f"preparing {cfg.model.name} (first time: converting, ~20 s)…",
+                         lambda: build_language_model(cfg))
     console.print(
-        f"language model [bold]{lm.name}[/] ready in {time.perf_counter() - started:.1f} s "
+        f"language model [bold]{lm.name}[/] ready in {seconds:.1f} s "
         f"(context {lm.context_length} tokens, cache {cfg.model_cache_dir})"
     )
-    started = time.perf_counter()
-    with console.status(f"loading embedder {cfg.embedder.name}…"):
-        emb = build_embedder(cfg)
+    emb, seconds = _timed(f"loading embedder {cfg.embedder.name}…", lambda: build_embedder(cfg))
     console.print(
-        f"embedder [bold]{emb.name}[/] ready in {time.perf_counter() - started:.1f} s "
+        f"embedder [bold]{emb.name}[/] ready in {seconds:.1f} s "
         f"({emb.dimension} dimensions)"
     )
 
@@ -41,7 +56,6 @@ def prepare(home: HomeOpt = None, config: ConfigOpt = None) -> None:
 @friendly_errors
 def list_(home: HomeOpt = None, config: ConfigOpt = None) -> None:
     """Packaged models, whether their wheels are installed, and what is cached."""
-    from seal_agent.config import load_config
     from seal_agent.errors import ModelNotFoundError
     from seal_agent.models.packaged import (
         PACKAGED_EMBEDDERS,
@@ -49,7 +63,7 @@ def list_(home: HomeOpt = None, config: ConfigOpt = None) -> None:
         locate_packaged,
     )
 
-    cfg = load_config(config, **({"home": home} if home else {}))
+    cfg = cli_config(home, config)
     table = Table("kind", "alias", "installed", "cached", "configured", "install")
     for kind, models, configured in (
         ("language model", PACKAGED_LANGUAGE_MODELS, cfg.model.name),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +19,10 @@ from seal_agent.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from seal_agent.config import PolicyConfig
+    from seal_agent.policy.episodes import EpisodeSet
     from seal_agent.policy.rounds import PolicyReport
 
 app = typer.Typer(help="Train the self-edit policy (ReST-EM, GRPO); list, inspect, roll back.",
@@ -53,34 +58,17 @@ def train(
     config: ConfigOpt = None,
 ) -> None:
     """Run policy rounds: sample, reward with the inner loop, update, promote if better."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from seal_agent.errors import ConfigError
     from seal_agent.policy import PolicyStore, scope_of
     from seal_agent.policy.episodes import load_episodes
     from seal_agent.policy.rounds import PolicyTrainer
 
     quiet_libraries()
     with open_agent(home, config, read_only=True) as ag:
-        updates: dict[str, Any] = {
-            key: value for key, value in (
-                ("method", method), ("rounds", rounds), ("k", k), ("contexts", contexts),
-                ("select_contexts", select), ("repeats", repeats), ("temperature", temperature),
-            ) if value is not None
-        }
-        if positive_only:
-            updates["positive_only"] = True
-        try:
-            settings = type(ag.config.policy).model_validate({**ag.config.policy.model_dump(), **updates})
-        except ValueError as exc:
-            raise ConfigError(f"invalid policy settings: {exc}") from exc
+        settings = _settings(ag.config.policy, {
+            "method": method, "rounds": rounds, "k": k, "contexts": contexts,
+            "select_contexts": select, "repeats": repeats, "temperature": temperature,
+            "positive_only": True if positive_only else None,
+        })
         episodes = load_episodes(
             source, n=settings.contexts + settings.select_contexts, seed=settings.seed, data=data,
             journal=ag.journal, user_id=user if source == "journal" else None,
@@ -88,41 +76,64 @@ def train(
         )
         scope = scope_of(user, agent)
         store = PolicyStore(ag.adapters)
-        console.print(
-            f"{settings.method}: {settings.rounds} rounds x ({settings.contexts} contexts + "
-            f"{settings.select_contexts} held apart) x k={settings.k} from {episodes.origin}"
-            + (f"; {episodes.skipped_no_probes} contexts without probes skipped" if episodes.skipped_no_probes else "")
-            + f"; policy of {store.describe(scope)}"
-        )
-        rewards: list[str] = []
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[rewards]}"),
-            console=console,
-        ) as bar:
+        _announce(settings, episodes, store.describe(scope))
+        with _progress() as bar:
             task = bar.add_task("loading the model", total=None, rewards="")
             with console.status("loading the model…"):
                 lm = ag.lm
-
-            def on_event(event: Any) -> None:
-                if event.reward is not None:
-                    rewards.append(f"{event.reward:+.2f}")
-                label = {
-                    "sample": f"round {event.round}/{event.rounds}: sampled {event.context}",
-                    "update": f"round {event.round}/{event.rounds}: policy update ({event.message})",
-                    "select": f"round {event.round}/{event.rounds}: select {event.context}",
-                    "promote": f"round {event.round}/{event.rounds}: promoting",
-                    "round": f"round {event.round}/{event.rounds}: {event.message}",
-                    "resume": event.message,
-                }.get(event.stage, event.stage)
-                if event.stage in ("round", "resume"):
-                    console.print(label)
-                bar.update(task, description=label, total=event.total, completed=event.done,
-                           rewards=" ".join(rewards[-6:]))
-
-            trainer = PolicyTrainer(ag.config, store, lm, scope=scope, progress=on_event)
+            trainer = PolicyTrainer(ag.config, store, lm, scope=scope,
+                                    progress=_on_event(bar, task))
             report = trainer.train(episodes, settings, fresh=fresh)
     _print_report(report)
+
+
+def _settings(configured: PolicyConfig, given: dict[str, Any]) -> PolicyConfig:
+    """The configured policy settings with the options given on the command line on top."""
+    from seal_agent.errors import ConfigError
+
+    updates = {key: value for key, value in given.items() if value is not None}
+    try:
+        return type(configured).model_validate({**configured.model_dump(), **updates})
+    except ValueError as exc:
+        raise ConfigError(f"invalid policy settings: {exc}") from exc
+
+
+def _announce(settings: PolicyConfig, episodes: EpisodeSet, scope: str) -> None:
+    console.print(
+        f"{settings.method}: {settings.rounds} rounds x ({settings.contexts} contexts + "
+        f"{settings.select_contexts} held apart) x k={settings.k} from {episodes.origin}"
+        + (f"; {episodes.skipped_no_probes} contexts without probes skipped" if episodes.skipped_no_probes else "")
+        + f"; policy of {scope}"
+    )
+
+
+def _progress() -> Progress:
+    from seal_agent.progress import progress_bar
+
+    return progress_bar(console, tail=("{task.fields[rewards]}",))
+
+
+def _on_event(bar: Progress, task: TaskID) -> Callable[[Any], None]:
+    """What the trainer reports, shown on ``bar``: the stage, the count and the last rewards."""
+    rewards: list[str] = []
+
+    def on_event(event: Any) -> None:
+        if event.reward is not None:
+            rewards.append(f"{event.reward:+.2f}")
+        label = {
+            "sample": f"round {event.round}/{event.rounds}: sampled {event.context}",
+            "update": f"round {event.round}/{event.rounds}: policy update ({event.message})",
+            "select": f"round {event.round}/{event.rounds}: select {event.context}",
+            "promote": f"round {event.round}/{event.rounds}: promoting",
+            "round": f"round {event.round}/{event.rounds}: {event.message}",
+            "resume": event.message,
+        }.get(event.stage, event.stage)
+        if event.stage in ("round", "resume"):
+            console.print(label)
+        bar.update(task, description=label, total=event.total, completed=event.done,
+                   rewards=" ".join(rewards[-6:]))
+
+    return on_event
 
 
 def _print_report(report: PolicyReport) -> None:

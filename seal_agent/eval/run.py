@@ -13,14 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from seal_agent.config import SealAgentConfig
 from seal_agent.errors import ConfigError
@@ -34,8 +27,9 @@ from seal_agent.eval.results import (
     write_result,
 )
 from seal_agent.eval.squad import CONDITIONS, SquadEval, SquadSettings
+from seal_agent.progress import progress_bar
 
-__all__ = ["progress_bar", "run_memory", "run_squad"]
+__all__ = ["run_memory", "run_squad"]
 
 SQUAD_METRICS = [
     ("loglik", "gold log-lik/token", 1.0),
@@ -44,18 +38,10 @@ SQUAD_METRICS = [
     ("contains", "contains %", 100.0),
 ]
 
-def progress_bar(console: Console | None = None) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stage]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+
+def _bar(console: Console | None) -> Progress:
+    return progress_bar(console, lead=("[bold]{task.description}",),
+                        after_count=("{task.fields[stage]}",))
 
 
 def _log_line(bar: Progress, task: Any, item: str) -> None:
@@ -108,6 +94,40 @@ def run_squad(
     unknown = [c for c in settings.conditions if c not in CONDITIONS]
     if unknown:
         raise ConfigError(f"unknown conditions {unknown}; known: {', '.join(CONDITIONS)}")
+    passages, digest, teacher = _squad_passages(data, split, n, seed, settings, sequential)
+    started = time.perf_counter()
+    lm = build_language_model(config)
+    inner = build_inner_loop(config, lm)
+    writer = SelfEditWriter(lm, config.selfedit, style="passage")
+    policy_writer = _policy_writer(lm, config, settings)
+    meta = _meta(config, split, seed, digest)
+    meta["settings"] = settings.__dict__ | {"conditions": list(settings.conditions)}
+
+    with _bar(console) as bar:
+        task = bar.add_task("squad", total=len(passages), stage="loading")
+        ev = SquadEval(
+            config, lm, inner, writer, settings, policy_writer=policy_writer,
+            teacher_edits=teacher, stage=lambda s: bar.update(task, stage=s),
+        )
+        if sequential:
+            result = ev.sequential(
+                passages, sequential_condition, step=lambda j: bar.update(task, completed=j)
+            )
+            return _write_sequential(result, meta, started, seed, output,
+                                     plot_as=sequential_condition if plot else None)
+        records = []
+        for passage in passages:
+            records.append(ev.run_passage(passage))
+            bar.advance(task)
+            _log_line(bar, task, passage.id)
+    return _write_squad(records, settings, meta, started, seed, output, plot)
+
+
+def _squad_passages(
+    data: str | Path | None, split: str, n: int, seed: int, settings: SquadSettings,
+    sequential: int | None,
+) -> tuple[list[Any], str, Any]:
+    """The passages to evaluate, the data's digest, and SEAL's teacher self-edits if asked for."""
     folder = data_dir(data)
     teacher = None
     if "teacher" in settings.conditions:
@@ -119,56 +139,52 @@ def run_squad(
     count = sequential or n
     if count < len(passages):
         passages = random.Random(seed).sample(passages, count)
-    started = time.perf_counter()
-    lm = build_language_model(config)
-    inner = build_inner_loop(config, lm)
-    writer = SelfEditWriter(lm, config.selfedit, style="passage")
-    policy_writer = None
-    if "seal+policy" in settings.conditions:
-        if settings.policy is None:
-            raise ConfigError("the seal+policy condition needs --policy VERSION")
-        from seal_agent.policy import policy_writer as make_policy_writer
+    return passages, digest, teacher
 
-        policy_writer = make_policy_writer(lm, config, settings.policy, style="passage")
-    meta = _meta(config, split, seed, digest)
-    meta["settings"] = settings.__dict__ | {"conditions": list(settings.conditions)}
 
-    with progress_bar(console) as bar:
-        task = bar.add_task("squad", total=len(passages), stage="loading")
-        ev = SquadEval(
-            config, lm, inner, writer, settings, policy_writer=policy_writer,
-            teacher_edits=teacher, stage=lambda s: bar.update(task, stage=s),
-        )
-        if sequential:
-            result = ev.sequential(
-                passages, sequential_condition, step=lambda j: bar.update(task, completed=j)
-            )
-            matrix = result["matrix"]
-            n_p = len(passages)
-            final = matrix[-1]
-            # recall of passage i right after its own update vs after the last update
-            own = [matrix[i + 1][i] for i in range(n_p)]
-            aggregates = aggregate(
-                [{"base": {"loglik": matrix[0][i]}, "after own update": {"loglik": own[i]},
-                  "after all updates": {"loglik": final[i]}} for i in range(n_p)],
-                ["base", "after own update", "after all updates"], ["loglik"],
-                baseline="base", seed=seed,
-            )
-            payload = {"kind": "squad-sequential", **meta, "items": n_p,
-                       "headline": ("loglik", "gold log-lik/token", 1.0),
-                       "seconds": round(time.perf_counter() - started, 1),
-                       "records": result, "aggregates": aggregates}
-            md = _sequential_md(payload)
-            path = write_result(output, "squad-sequential", payload, md)
-            if plot:
-                plot_retention(matrix, path.with_suffix(".retention.png"),
-                               title=f"retention, {n_p} passages ({sequential_condition})")
-            return path
-        records = []
-        for passage in passages:
-            records.append(ev.run_passage(passage))
-            bar.advance(task)
-            _log_line(bar, task, passage.id)
+def _policy_writer(lm: Any, config: SealAgentConfig, settings: SquadSettings) -> Any:
+    """The trained policy's writer for the seal+policy condition; None without it."""
+    if "seal+policy" not in settings.conditions:
+        return None
+    if settings.policy is None:
+        raise ConfigError("the seal+policy condition needs --policy VERSION")
+    from seal_agent.policy import policy_writer as make_policy_writer
+
+    return make_policy_writer(lm, config, settings.policy, style="passage")
+
+
+def _write_sequential(
+    result: dict[str, Any], meta: dict[str, Any], started: float, seed: int, output: Path,
+    plot_as: str | None,
+) -> Path:
+    """The continual protocol's result file; ``plot_as`` (its condition) also draws retention."""
+    matrix = result["matrix"]
+    n_p = len(matrix[0])
+    final = matrix[-1]
+    # recall of passage i right after its own update vs after the last update
+    own = [matrix[i + 1][i] for i in range(n_p)]
+    aggregates = aggregate(
+        [{"base": {"loglik": matrix[0][i]}, "after own update": {"loglik": own[i]},
+          "after all updates": {"loglik": final[i]}} for i in range(n_p)],
+        ["base", "after own update", "after all updates"], ["loglik"],
+        baseline="base", seed=seed,
+    )
+    payload = {"kind": "squad-sequential", **meta, "items": n_p,
+               "headline": ("loglik", "gold log-lik/token", 1.0),
+               "seconds": round(time.perf_counter() - started, 1),
+               "records": result, "aggregates": aggregates}
+    path = write_result(output, "squad-sequential", payload, _sequential_md(payload))
+    if plot_as is not None:
+        plot_retention(matrix, path.with_suffix(".retention.png"),
+                       title=f"retention, {n_p} passages ({plot_as})")
+    return path
+
+
+def _write_squad(
+    records: list[dict[str, Any]], settings: SquadSettings, meta: dict[str, Any], started: float,
+    seed: int, output: Path, plot: bool,
+) -> Path:
+    """The single-passage table's result file, and its plots if asked for."""
     rows = [r["conditions"] for r in records]
     aggregates = aggregate(rows, list(settings.conditions),
                            [m for m, _, _ in SQUAD_METRICS] + ["tokens", "seconds"],
@@ -179,17 +195,21 @@ def run_squad(
                "records": records, "aggregates": aggregates}
     path = write_result(output, "squad", payload, _squad_md(payload))
     if plot:
-        plot_conditions(aggregates, "loglik", path.with_suffix(".loglik.png"),
-                        title=f"SQuAD {split}, {len(records)} passages: gold answer log-likelihood",
-                        ylabel="mean log-prob / token (higher is better)")
-        trained = {k: v for k, v in aggregates.items() if "loglik_vs_base" in v}
-        plot_conditions(trained, "loglik_vs_base", path.with_suffix(".gain.png"),
-                        title=f"SQuAD {split}, {len(records)} passages: gain over base (paired)",
-                        ylabel="Δ gold log-prob / token")
-        plot_conditions(aggregates, "f1", path.with_suffix(".f1.png"),
-                        title=f"SQuAD {split}, {len(records)} passages: token F1",
-                        ylabel="F1")
+        _plot_squad(aggregates, path, meta["split"], len(records))
     return path
+
+
+def _plot_squad(aggregates: dict[str, Any], path: Path, split: str, n: int) -> None:
+    plot_conditions(aggregates, "loglik", path.with_suffix(".loglik.png"),
+                    title=f"SQuAD {split}, {n} passages: gold answer log-likelihood",
+                    ylabel="mean log-prob / token (higher is better)")
+    trained = {k: v for k, v in aggregates.items() if "loglik_vs_base" in v}
+    plot_conditions(trained, "loglik_vs_base", path.with_suffix(".gain.png"),
+                    title=f"SQuAD {split}, {n} passages: gain over base (paired)",
+                    ylabel="Δ gold log-prob / token")
+    plot_conditions(aggregates, "f1", path.with_suffix(".f1.png"),
+                    title=f"SQuAD {split}, {n} passages: token F1",
+                    ylabel="F1")
 
 
 def _squad_md(payload: dict[str, Any]) -> str:
@@ -248,19 +268,9 @@ def run_memory(
     """LoCoMo or LongMemEval through the real agent, in every memory mode."""
     from seal_agent.agent import SealAgent
     from seal_agent.eval.conversations import MemoryEval
-    from seal_agent.eval.data import load_locomo, load_longmemeval
 
-    folder = data_dir(data)
-    if settings.dataset == "locomo":
-        convs, digest = load_locomo(
-            folder, split, conversations=conversations,  # type: ignore[arg-type]
-            questions_per_conversation=questions_per_conversation,
-            categories=question_types, seed=seed,
-        )
-    else:
-        convs, digest = load_longmemeval(
-            folder, split, n=conversations, question_types=question_types, seed=seed,  # type: ignore[arg-type]
-        )
+    convs, digest = _conversations(settings.dataset, data, split, seed, conversations,
+                                   questions_per_conversation, question_types)
     started = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     home = output / f"home-{settings.dataset}-{stamp}"
@@ -268,7 +278,7 @@ def run_memory(
     meta = _meta(cfg, split, seed, digest)
     meta["settings"] = {**settings.__dict__, "modes": list(settings.modes)}
     records = []
-    with SealAgent(cfg, agent_id="eval") as agent, progress_bar(console) as bar:
+    with SealAgent(cfg, agent_id="eval") as agent, _bar(console) as bar:
         task = bar.add_task(settings.dataset, total=len(convs), stage="loading")
         ev = MemoryEval(agent, settings, stage=lambda s: bar.update(task, stage=s))
         for conv in convs:
@@ -276,9 +286,43 @@ def run_memory(
             records.append(ev.run(conv, user))
             bar.advance(task)
             _log_line(bar, task, conv.id)
+    payload = _memory_payload(records, list(settings.modes), seed,
+                              {"kind": settings.dataset, **meta}, started)
+    path = write_result(output, settings.dataset, payload, _memory_md(payload))
+    if plot:
+        plot_conditions(payload["aggregates"], "score", path.with_suffix(".score.png"),
+                        title=f"{settings.dataset} {split}: {payload['items']} questions",
+                        ylabel="score (data set's own)")
+    return path
+
+
+def _conversations(
+    dataset: str, data: str | Path | None, split: str, seed: int, conversations: int | None,
+    questions_per_conversation: int | None, question_types: set[str] | None,
+) -> tuple[list[Any], str]:
+    """The data set's conversations to replay, and the data's digest."""
+    from seal_agent.eval.data import load_locomo, load_longmemeval
+
+    folder = data_dir(data)
+    if dataset == "locomo":
+        return load_locomo(
+            folder, split, conversations=conversations,  # type: ignore[arg-type]
+            questions_per_conversation=questions_per_conversation,
+            categories=question_types, seed=seed,
+        )
+    return load_longmemeval(
+        folder, split, n=conversations, question_types=question_types, seed=seed,  # type: ignore[arg-type]
+    )
+
+
+def _memory_payload(
+    records: list[dict[str, Any]], modes: list[str], seed: int, head: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """The result file after ``head``: scores per mode, per category, on abstention, and
+    what consolidation did."""
     questions = [q for r in records for q in r["questions"]]
     rows = [q["modes"] for q in questions]
-    modes = list(settings.modes)
     aggregates = aggregate(rows, modes, [m for m, _, _ in MEMORY_METRICS], baseline="none", seed=seed)
     by_category: dict[str, dict[str, float]] = {}
     for cat in sorted({q["category"] for q in questions}):
@@ -288,8 +332,8 @@ def run_memory(
             for m in modes
         } | {"n": len(sub)}
     abst = [q["modes"] for q in questions if q["abstention"]]
-    payload = {
-        "kind": settings.dataset, **meta, "items": len(questions), "conversations": len(records),
+    return {
+        **head, "items": len(questions), "conversations": len(records),
         "headline": ("score", "score %", 100.0),
         "seconds": round(time.perf_counter() - started, 1),
         "records": records, "aggregates": aggregates, "by_category": by_category,
@@ -297,12 +341,6 @@ def run_memory(
                        for m in modes} if abst else None,
         "consolidation": [r["consolidation"] for r in records],
     }
-    path = write_result(output, settings.dataset, payload, _memory_md(payload))
-    if plot:
-        plot_conditions(aggregates, "score", path.with_suffix(".score.png"),
-                        title=f"{settings.dataset} {split}: {len(questions)} questions",
-                        ylabel="score (data set's own)")
-    return path
 
 
 def _memory_md(payload: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ import pytest
 
 from seal_agent.config import SelfEditConfig
 from seal_agent.models.base import GenerationParams
-from seal_agent.selfedit import SelfEditWriter, parse_implications, parse_qa, parse_rewrite
+from seal_agent.selfedit import SelfEditWriter
+from seal_agent.selfedit_formats import parse_implications, parse_qa, parse_rewrite
 from seal_agent.types import Interaction, InteractionKind, Message, Namespace, SelfEditFormat
 
 SOURCE = "My sister Ines lives in Reykjavik and teaches piano to 12 pupils."
