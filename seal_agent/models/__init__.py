@@ -60,8 +60,8 @@ def quiet_model_loading() -> None:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     except ImportError:  # transformers not installed: nothing to silence
         pass
 
@@ -92,12 +92,14 @@ def _resolve(table: dict[str, str], kind: str, name: str) -> Any:
 
 def build_language_model(config: SealAgentConfig) -> LanguageModel:
     cls = _resolve(_LANGUAGE_MODELS, "language-model", config.model.backend)
-    return cls.from_config(config)
+    model: LanguageModel = cls.from_config(config)  # a registered class: checked by its tests
+    return model
 
 
 def build_embedder(config: SealAgentConfig) -> Embedder:
     cls = _resolve(_EMBEDDERS, "embedder", config.embedder.backend)
-    return cls.from_config(config)
+    embedder: Embedder = cls.from_config(config)
+    return embedder
 
 
 def trainable_base(lm: Any, purpose: str = "train adapters") -> TrainableBase:

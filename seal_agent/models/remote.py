@@ -296,7 +296,7 @@ class RemoteLM:
                 return min(max(float(retry_after), 0.0), MAX_DELAY)
             except ValueError:
                 pass  # an HTTP date: fall back to our own schedule
-        return min(self.backoff * 2**attempt, MAX_DELAY)
+        return min(self.backoff * 2.0**attempt, MAX_DELAY)
 
     def _send(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, stream: bool = False

@@ -271,7 +271,7 @@ class TransformersLM:
                         model.generate(**enc, **kwargs, streamer=streamer)
             except BaseException as exc:  # handed to the reader below
                 failure.append(exc)
-                streamer.end()  # generate() ends the stream only when it returns
+                streamer.end()  # type: ignore[no-untyped-call]  # generate() ends the stream only when it returns
 
         thread = threading.Thread(target=run, name="seal-agent-stream", daemon=True)
         thread.start()
