@@ -168,7 +168,7 @@ class PolicySampler:
             for event in log.events:
                 if event.get("context") == ep.id and event.get("alone") is not None:
                     return float(event["alone"])
-        cached = getattr(self, "_alone_cache", {})
+        cached: dict[str, float] = getattr(self, "_alone_cache", {})
         if ep.id not in cached:
             import torch
 
