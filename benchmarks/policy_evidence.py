@@ -60,7 +60,8 @@ def main() -> None:
     from seal_agent.models import build_language_model, quiet_model_loading
     from seal_agent.policy import DEPLOYMENT, PolicyStore
     from seal_agent.policy.episodes import Episode, load_episodes
-    from seal_agent.policy.rounds import PolicyTrainer, _seed
+    from seal_agent.policy.rollout import derive_seed as _seed
+    from seal_agent.policy.rounds import PolicyTrainer
     from seal_agent.reward import QualityScorer
     from seal_agent.types import SelfEditFormat
 

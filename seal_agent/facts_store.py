@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from seal_agent.facts import FactPair, FactProbes
+from seal_agent.fact_check import FactPair
+from seal_agent.facts import FactProbes
 from seal_agent.journal import Journal, new_id
 
 __all__ = ["FactStore", "RecallRecord", "RecallState", "StoredFact"]

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from seal_agent.facts import FactPair, build_probes, question_key, said
+from seal_agent.fact_check import FactPair
+from seal_agent.facts import build_probes, question_key, said
 from seal_agent.facts_store import FactStore, RecallRecord, RecallState, StoredFact
 from seal_agent.models.base import GenerationParams
 from seal_agent.prompts import (

@@ -64,7 +64,8 @@ def trainer(lm):
 def test_completion_only_loss_masks_the_prompt(trainer):
     import torch
 
-    from seal_agent.training import TrainExample, _Rows
+    from seal_agent.training import TrainExample
+    from seal_agent.training.batches import Rows
 
     tok = trainer.tokenizer
     prompt = "Passage: The Ember Canal has 14 locks.\nImplications:\n-"
@@ -74,7 +75,7 @@ def test_completion_only_loss_masks_the_prompt(trainer):
     completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert seqs[0] == prompt_ids + completion_ids and masked == [len(prompt_ids)]
     length = len(seqs[0]) + 5
-    rows = _Rows.build(seqs, [[0]], length, 0, masked=masked, weights=weights)
+    rows = Rows.build(seqs, [[0]], length, 0, masked=masked, weights=weights)
     targets = rows.targets[0]
     kept = (targets != -100).nonzero().squeeze(1).tolist()
     # exactly the completion's tokens (EOS included) are targets, predicted from the position before
@@ -92,7 +93,7 @@ def test_completion_only_loss_masks_the_prompt(trainer):
 
     # a weight scales loss (and gradient): GRPO's negative advantages push a completion down
     seqs, masked, *_ = trainer._encode_examples([TrainExample(prompt, completion, -0.5)], 256)
-    weighted = _Rows.build(seqs, [[0]], length, 0, masked=masked, weights=[-0.5])
+    weighted = Rows.build(seqs, [[0]], length, 0, masked=masked, weights=[-0.5])
     wloss, _ = trainer._batch_loss(weighted, bf16=False)
     assert float(wloss.detach()) == pytest.approx(-0.5 * float(manual), rel=1e-4)
 

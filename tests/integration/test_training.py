@@ -95,15 +95,15 @@ def test_same_seed_same_run(trainer):
 def test_padding_is_not_in_the_loss(trainer):
     import torch
 
-    from seal_agent.training import _Rows
+    from seal_agent.training.batches import Rows
 
     _randomise(trainer)
     seqs = trainer._tokenize(FACTS, 256)
     layout = [[0, 1], [2], [3]]  # two sequences share a row, the others sit alone
     tight = max(sum(len(seqs[i]) for i in row) for row in layout)
     with torch.no_grad():
-        loss_tight, n_tight = trainer._batch_loss(_Rows.build(seqs, layout, tight, 0), bf16=False)
-        loss_padded, n_padded = trainer._batch_loss(_Rows.build(seqs, layout, tight + 40, 0), bf16=False)
+        loss_tight, n_tight = trainer._batch_loss(Rows.build(seqs, layout, tight, 0), bf16=False)
+        loss_padded, n_padded = trainer._batch_loss(Rows.build(seqs, layout, tight + 40, 0), bf16=False)
     assert n_tight == n_padded == sum(len(s) - 1 for s in seqs)
     assert loss_padded.item() == pytest.approx(loss_tight.item(), abs=1e-4)
 
@@ -112,11 +112,11 @@ def test_packed_loss_equals_each_sequence_alone(trainer):
     """Packing (shared rows, restarted positions, block mask) changes nothing about the loss."""
     import torch
 
-    from seal_agent.training import _Rows
+    from seal_agent.training.batches import Rows
 
     _randomise(trainer)
     seqs = trainer._tokenize(FACTS, 256)
-    rows = _Rows.build(seqs, [[0, 1, 2], [3]], 64, 0)  # three sequences share the first row
+    rows = Rows.build(seqs, [[0, 1, 2], [3]], 64, 0)  # three sequences share the first row
     total, count = 0.0, 0
     with torch.no_grad():
         packed, n = trainer._batch_loss(rows, bf16=False)

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from seal_agent.training import _LazyHeadLoss  # noqa: E402
+from seal_agent.training.head_loss import HeadLoss  # noqa: E402
 
 
 def _reference(hidden, weight, targets, teacher, soft):
@@ -27,7 +27,7 @@ def test_distilled_rows_match_autograd(n):
     targets = torch.randint(0, 50, (n,), generator=gen)
     soft = torch.rand(n, generator=gen) < 0.5
 
-    fused = _LazyHeadLoss.apply(hidden, weight, targets, torch.float32, None, teacher, soft)
+    fused = HeadLoss.apply(hidden, weight, targets, torch.float32, None, teacher, soft)
     (grad_fused,) = torch.autograd.grad(fused, hidden)
     ref = _reference(hidden, weight, targets, teacher, soft)
     (grad_ref,) = torch.autograd.grad(ref, hidden)
@@ -40,7 +40,7 @@ def test_a_row_that_matches_the_base_costs_nothing():
     weight = torch.randn(50, 8, generator=gen)
     hidden = torch.randn(4, 8, generator=gen, requires_grad=True)
     soft = torch.ones(4, dtype=torch.bool)
-    loss = _LazyHeadLoss.apply(hidden, weight, torch.zeros(4, dtype=torch.long), torch.float32, None,
+    loss = HeadLoss.apply(hidden, weight, torch.zeros(4, dtype=torch.long), torch.float32, None,
                                hidden.detach().clone(), soft)
     (grad,) = torch.autograd.grad(loss, hidden)
     assert abs(float(loss.detach())) < 1e-5 and float(grad.abs().max()) < 1e-6
@@ -51,7 +51,7 @@ def test_without_soft_rows_the_loss_is_unchanged():
     weight = torch.randn(50, 8, generator=gen)
     hidden = torch.randn(6, 8, generator=gen)
     targets = torch.randint(0, 50, (6,), generator=gen)
-    plain = _LazyHeadLoss.apply(hidden, weight, targets, torch.float32, None)
-    none_soft = _LazyHeadLoss.apply(hidden, weight, targets, torch.float32, None, torch.zeros(6, 8),
+    plain = HeadLoss.apply(hidden, weight, targets, torch.float32, None)
+    none_soft = HeadLoss.apply(hidden, weight, targets, torch.float32, None, torch.zeros(6, 8),
                                     torch.zeros(6, dtype=torch.bool))
     assert torch.equal(plain, none_soft)

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from seal_agent.facts import (
-    build_probes,
-    check_pair,
-    key_aliases,
-    model_pairs,
-    question_key,
-    relation_pairs,
-    said,
-    second_person,
-)
+from seal_agent.fact_check import check_pair, second_person
+from seal_agent.fact_templates import relation_pairs
+from seal_agent.facts import build_probes, key_aliases, model_pairs, question_key, said
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ MODULES = [
     "seal_agent.agent",
     "seal_agent.adapters",
     "seal_agent.consolidation",
-    "seal_agent.training",
+    "seal_agent.training.settings",
     "seal_agent.policy.rounds",
     "seal_agent.eval.facts_data",
 ]

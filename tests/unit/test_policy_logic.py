@@ -13,7 +13,8 @@ from seal_agent.errors import AdapterNotFoundError, ConfigError, CorruptAdapterE
 from seal_agent.journal import Journal
 from seal_agent.policy import DEPLOYMENT, PolicyStore, scope_of
 from seal_agent.policy.episodes import EpisodeSet, load_episodes
-from seal_agent.policy.rounds import RunLog, completion_for_training, group_advantages
+from seal_agent.policy.runlog import RunLog
+from seal_agent.policy.update import completion_for_training, group_advantages
 from seal_agent.types import SelfEditFormat
 
 
