@@ -301,7 +301,7 @@ class LoraTrainer:
         # forward and loss; bf16 products under autocast, LoRA weights stay fp32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, n_targets = self._batch_loss(batch.to(self.device), bf16)
-        loss.backward()  # grads reach only the LoRA tensors
+        loss.backward()  # type: ignore[no-untyped-call]  # grads reach only the LoRA tensors
         if settings.grad_clip is not None:  # one global norm, no sync to Python
             torch.nn.utils.clip_grad_norm_(self.parameters(), settings.grad_clip, foreach=True)
         optimizer.step()
