@@ -13,7 +13,9 @@ from seal_agent.types import FrozenModel, Namespace
 
 MODULES = [
     "seal_agent.types",
-    "seal_agent.agent",
+    "seal_agent.turns",
+    "seal_agent.intake",
+    "seal_agent.derivation",
     "seal_agent.adapters",
     "seal_agent.consolidation",
     "seal_agent.training.settings",
