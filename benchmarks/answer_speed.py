@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from seal_agent.config import SealAgentConfig
     from seal_agent.innerloop import build_trainer
-    from seal_agent.memorize import _ANSWER
+    from seal_agent.memorize_answers import ANSWER as _ANSWER
     from seal_agent.models import build_language_model, quiet_model_loading
     from seal_agent.models.transformers_lm import generate
     from seal_agent.prompts import memory_system_prompt

@@ -25,13 +25,13 @@ FACTS = {
 
 def test_a_leaking_memory_is_trained_without_and_stays_retrievable(tmp_path, lm, embedder,
                                                                     monkeypatch):
-    import seal_agent.memorize as memorize
+    import seal_agent.memorize_gate as memorize_gate
     from seal_agent.agent import SealAgent
     from seal_agent.config import load_config
 
     # the base answers this one without the name; any adapter trained on the dog says it
-    monkeypatch.setattr(memorize, "GENERAL_CHECKS",
-                        (("What is my dog called?", "dog"), *memorize.GENERAL_CHECKS))
+    monkeypatch.setattr(memorize_gate, "GENERAL_CHECKS",
+                        (("What is my dog called?", "dog"), *memorize_gate.GENERAL_CHECKS))
     config = load_config(home=tmp_path / "home", agent={"derive": "inline"},
                          selfedit={"samples_per_format": 0, "probes_per_interaction": 0},
                          consolidation={"model_pairs": False, "replay_general": 8})

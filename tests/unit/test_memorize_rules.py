@@ -9,14 +9,8 @@ from seal_agent.eval.facts import pool
 from seal_agent.eval.facts_data import load_facts
 from seal_agent.facts import build_probes, question_key
 from seal_agent.facts_store import StoredFact
-from seal_agent.memorize import (
-    _Memory,
-    _superseded,
-    drained_by,
-    held_for_leaks,
-    lost_memories,
-    settle_drain,
-)
+from seal_agent.memorize import BatchMemory, _superseded
+from seal_agent.memorize_gate import drained_by, held_for_leaks, lost_memories, settle_drain
 from seal_agent.prompts import GENERAL_CHECKS, REPLAY_PROMPTS
 from seal_agent.types import Interaction, InteractionKind, Message, Namespace
 
@@ -64,12 +58,12 @@ def test_a_memory_is_lost_only_when_nothing_says_it_after() -> None:
     assert lost_memories(None, after, weights) == []
 
 
-def _memory(iid: str, text: str, new: bool) -> _Memory:
+def _memory(iid: str, text: str, new: bool) -> BatchMemory:
     facts, _ = build_probes(text)
     interaction = Interaction(
         id=iid, namespace=Namespace(user_id="u"), kind=InteractionKind.DOCUMENT,
         messages=(Message(role="user", content=text),), created_at=datetime.now(UTC))
-    return _Memory(interaction, StoredFact(iid, tuple(facts)), new=new)
+    return BatchMemory(interaction, StoredFact(iid, tuple(facts)), new=new)
 
 
 def test_the_newer_answer_to_the_same_question_supersedes_the_older() -> None:
