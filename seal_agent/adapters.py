@@ -77,8 +77,8 @@ _VERSIONS = (  # every version row with its active flag; add a WHERE
 )
 
 
-class AdapterVersion(FrozenModel):
-    """One promoted adapter version, as the journal records it."""
+class _Version(FrozenModel):
+    """What a version is, staged or promoted: its namespace, number, folder and seal."""
 
     id: str
     user_id: str
@@ -90,7 +90,6 @@ class AdapterVersion(FrozenModel):
     run_id: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
-    active: bool = False
 
     @property
     def name(self) -> str:
@@ -98,24 +97,19 @@ class AdapterVersion(FrozenModel):
         return dirname(self.version)
 
 
-class StagedVersion(FrozenModel):
-    """A version whose folder is complete on disk but that the journal does not know yet."""
+class AdapterVersion(_Version):
+    """One promoted adapter version, as the journal records it."""
 
-    id: str  # chosen at staging and written into the manifest, so folder and row match
-    user_id: str
-    agent_id: str
-    kind: str
-    version: int
-    path: Path
-    manifest_sha256: str
-    run_id: str | None = None
+    active: bool = False
+
+
+class StagedVersion(_Version):
+    """A version whose folder is complete on disk but that the journal does not know yet.
+
+    Its ``id`` is chosen at staging and written into the manifest, so folder and row match.
+    """
+
     parent_id: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime
-
-    @property
-    def name(self) -> str:
-        return dirname(self.version)
 
 
 class AdapterStore:
