@@ -54,6 +54,7 @@ from seal_agent.errors import (
     CorruptAdapterError,
 )
 from seal_agent.journal import Connection, Journal, new_id
+from seal_agent.journal.core import ns_where
 from seal_agent.locks import NamespaceLocks
 from seal_agent.runs import RunStatus, RunStore  # RunStatus: still importable from here
 from seal_agent.types import FrozenModel, check_id
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from seal_agent.config import SealAgentConfig
 
 __all__ = [
+    "erase_versions",
     "ADAPTER_KINDS",
     "MANIFEST",
     "AdapterStore",
@@ -462,3 +464,14 @@ def _set_active(
         "DO UPDATE SET version_id = excluded.version_id, updated_at = excluded.updated_at",
         (user_id, agent_id, kind, version_id, when),
     )
+
+
+def erase_versions(conn: Connection, user_id: str, agent_id: str | None) -> None:
+    """Forget a user's (or a pair's) version rows, inside the journal's forget transaction.
+
+    The folders go after the commit (:meth:`AdapterStore.cleanup` finds them unrecorded).
+    """
+    where, args = ns_where(user_id, agent_id, None)
+    clause = " AND ".join(where)
+    conn.execute(f"DELETE FROM active_adapters WHERE {clause}", args)
+    conn.execute(f"DELETE FROM adapter_versions WHERE {clause}", args)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from seal_agent.errors import ConfigError, ConsolidationError
 from seal_agent.journal import new_id
+from seal_agent.journal.core import ns_where
 from seal_agent.types import check_id
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from seal_agent.journal import Connection, Journal
     from seal_agent.types import Interaction, Namespace
 
-__all__ = ["ReportStatus", "RunLedger", "RunStatus", "RunStore"]
+__all__ = ["ReportStatus", "RunLedger", "RunStatus", "RunStore", "erase_candidates", "erase_runs"]
 
 
 class RunStatus(StrEnum):
@@ -299,6 +300,22 @@ class RunLedger(RunStore):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+
+def erase_runs(conn: Connection, user_id: str, agent_id: str | None) -> None:
+    """Forget a user's (or a pair's) runs and candidates, inside the journal's forget transaction.
+
+    Candidates hold the user's words; run rows hold what was measured on them.
+    """
+    where, args = ns_where(user_id, agent_id, None)
+    clause = " AND ".join(where)
+    conn.execute(f"DELETE FROM candidates WHERE {clause}", args)
+    conn.execute(f"DELETE FROM consolidation_runs WHERE {clause}", args)
+
+
+def erase_candidates(conn: Connection, interaction_id: str) -> None:
+    """Forget the candidates sampled from one interaction (its words are in them)."""
+    conn.execute("DELETE FROM candidates WHERE interaction_id = ?", (interaction_id,))
 
 
 def _now() -> str:

@@ -1,9 +1,12 @@
 """Forgetting: delete a memory, an interaction, or a whole namespace from the journal.
 
-The one place that deletes across every stage's tables: an interaction takes
-its self-edits, probes, fact probes and recall checks with it (by cascade)
-and its consolidation candidates; a namespace also takes its adapters and
-runs, because they hold what was learned from the user's words.  (The adapter files and the buffer are the caller's:
+One transaction per forget: an interaction takes its self-edits, probes,
+fact probes and recall checks with it (by cascade) and its consolidation
+candidates; a namespace also takes its adapter versions and runs, because they
+hold what was learned from the user's words.  The tables of other stages are
+deleted by their owners' functions (``runs.erase_runs``,
+``runs.erase_candidates``, ``adapters.erase_versions``), called inside this
+transaction.  (The adapter files and the buffer are the caller's:
 :meth:`seal_agent.SealAgent.forget` removes them.)
 """
 
@@ -37,7 +40,9 @@ class Forgetting(JournalCore):
             cur = db.execute("DELETE FROM interactions WHERE id = ?", (interaction_id,))
             if cur.rowcount == 0:
                 raise MemoryNotFoundError(f"no interaction with id {interaction_id!r}")
-            db.execute("DELETE FROM candidates WHERE interaction_id = ?", (interaction_id,))
+            from seal_agent.runs import erase_candidates  # runs.py owns the table
+
+            erase_candidates(db, interaction_id)
         return ids
 
     def forget_namespace(self, user_id: str, agent_id: str | None = None) -> list[str]:
@@ -53,10 +58,12 @@ class Forgetting(JournalCore):
                 )
             ids = [r[0] for r in db.execute(f"SELECT id FROM self_edits WHERE {clause}", args)]
             db.execute(f"DELETE FROM interactions WHERE {clause}", args)
-            # What consolidation kept about them goes too: candidates hold the
-            # user's words, adapters hold what was learned from them.
-            db.execute(f"DELETE FROM candidates WHERE {clause}", args)
-            db.execute(f"DELETE FROM active_adapters WHERE {clause}", args)
-            db.execute(f"DELETE FROM adapter_versions WHERE {clause}", args)
-            db.execute(f"DELETE FROM consolidation_runs WHERE {clause}", args)
+            # What consolidation kept about them goes too, in the same transaction,
+            # each table by its owner: candidates and runs hold the user's words and
+            # their scores, adapter versions what was learned from them.
+            from seal_agent.adapters import erase_versions
+            from seal_agent.runs import erase_runs
+
+            erase_versions(db, user_id, agent_id)  # first: versions refer to their runs
+            erase_runs(db, user_id, agent_id)
         return ids

@@ -765,3 +765,21 @@ def test_sigkill_inside_stage_or_promote_keeps_the_old_version(
         assert new.name == "v0002" and store.active("ana", "helper") == new, point
         store.verify(new)
         journal.close()
+
+
+# -- forget ----------------------------------------------------------------------------
+def test_forget_namespace_erases_versions_and_runs_of_that_pair_only(store: AdapterStore) -> None:
+    from seal_agent.types import InteractionKind, Message, Namespace
+
+    journal = store.journal
+    for user in ("ana", "bob"):
+        ns = Namespace(user_id=user, agent_id="helper", session_id="s")
+        journal.log_interaction(ns, InteractionKind.CHAT, [Message(role="user", content="I like tea.")])
+        add(store, user, run_id=runs(store).start_run(user, "helper", {}))
+    journal.forget_namespace("ana", "helper")
+    # the owners' erasers ran inside the journal's forget: no row of ana's is left
+    for table in ("adapter_versions", "active_adapters", "consolidation_runs"):
+        assert {r["user_id"] for r in rows(journal, table)} == {"bob"}, table
+    assert store.active("ana", "helper") is None and runs(store).last_run("ana", "helper") is None
+    assert active(store, "bob").name == "v0001"
+    assert last_run(store, "bob", "helper")["user_id"] == "bob"
