@@ -17,8 +17,8 @@ from typing import Any
 
 from seal_agent.errors import MemoryNotFoundError
 from seal_agent.journal.core import Connection, JournalCore, new_id, now, ns_where, row_namespace
-from seal_agent.journal.probes import insert_probe_rows, probe_row
-from seal_agent.journal.self_edits import insert_self_edits
+from seal_agent.journal.probes import drop_model_probes, insert_probe_rows, probe_row
+from seal_agent.journal.self_edits import drop_rederived, insert_self_edits
 from seal_agent.types import (
     DeriveStatus,
     Interaction,
@@ -168,12 +168,8 @@ class InteractionStore(JournalCore):
             exists = db.execute("SELECT 1 FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
             if not exists:  # forgotten while it was being derived: keep nothing
                 return []
-            kept = "interaction_id = ? AND status != 'consolidated'"
-            old = [r[0] for r in db.execute(f"SELECT id FROM self_edits WHERE {kept}", (interaction_id,))]
-            db.execute(f"DELETE FROM self_edits WHERE {kept}", (interaction_id,))
-            db.execute(
-                "DELETE FROM probes WHERE interaction_id = ? AND source = 'model'", (interaction_id,)
-            )
+            old = drop_rederived(db, interaction_id)
+            drop_model_probes(db, interaction_id)
             insert_self_edits(db, self_edits, stamp=stamp, indexed=False)
             insert_probe_rows(db, [probe_row(p, stamp) for p in probes])
             db.execute(

@@ -36,6 +36,11 @@ def insert_probe_rows(db: Connection, rows: Iterable[Sequence[Any]]) -> None:
     db.executemany(_INSERT, list(rows))
 
 
+def drop_model_probes(db: Connection, interaction_id: str) -> None:
+    """Delete the probes the model wrote for an interaction (the caller's stay), inside ``db``."""
+    db.execute("DELETE FROM probes WHERE interaction_id = ? AND source = 'model'", (interaction_id,))
+
+
 class ProbeStore(JournalCore):
     """The journal's queries and writes of ``probes``."""
 

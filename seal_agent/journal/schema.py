@@ -6,7 +6,8 @@ on PostgreSQL) and refuses a journal from a newer seal-agent untouched.  The
 DDL is SQLite's; :func:`~seal_agent.journal.postgres.pg_ddl` translates it.
 
 Who writes each table (nothing else may; forgetting, in
-:mod:`seal_agent.journal.forget`, deletes from all of them):
+:mod:`seal_agent.journal.forget`, runs one transaction that calls each
+owner's delete function):
 
 =====================  ======================================================
 table                  the one module that writes it
@@ -14,7 +15,7 @@ table                  the one module that writes it
 interactions           :mod:`seal_agent.journal.interactions` (InteractionStore)
 self_edits             :mod:`seal_agent.journal.self_edits` (SelfEditStore)
 probes                 :mod:`seal_agent.journal.probes` (ProbeStore)
-consolidation_runs     :mod:`seal_agent.adapters` (AdapterStore; RunLedger drives it)
+consolidation_runs     :mod:`seal_agent.runs` (RunStore; RunLedger drives it)
 adapter_versions       :mod:`seal_agent.adapters` (AdapterStore)
 active_adapters        :mod:`seal_agent.adapters` (AdapterStore)
 candidates             :mod:`seal_agent.runs` (RunLedger.record_candidates)

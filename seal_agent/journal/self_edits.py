@@ -38,6 +38,17 @@ def insert_self_edits(db: Connection, edits: Iterable[SelfEdit], *, stamp: str, 
     )
 
 
+def drop_rederived(db: Connection, interaction_id: str) -> list[str]:
+    """Delete an interaction's self-edits that re-deriving replaces (all but consolidated ones).
+
+    Inside the open transaction ``db``; returns their ids, for the buffer to delete.
+    """
+    kept = "interaction_id = ? AND status != 'consolidated'"
+    old = [r[0] for r in db.execute(f"SELECT id FROM self_edits WHERE {kept}", (interaction_id,))]
+    db.execute(f"DELETE FROM self_edits WHERE {kept}", (interaction_id,))
+    return old
+
+
 class SelfEditStore(JournalCore):
     """The journal's queries and writes of ``self_edits``."""
 
