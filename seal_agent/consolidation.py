@@ -19,6 +19,7 @@ agent uses until its promotion transaction commits.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -43,6 +44,7 @@ __all__ = [
     "CandidateResult",
     "ConsolidationReport",
     "Consolidator",
+    "InteractionOutcome",
     "InteractionResult",
     "ProgressEvent",
 ]
@@ -58,13 +60,27 @@ class CandidateResult(FrozenModel):
     seconds: float
 
 
+class InteractionOutcome(StrEnum):
+    """What the reward loop did with one buffered interaction (mode "loglik").
+
+    Per interaction, beside the run's :class:`~seal_agent.runs.ReportStatus`:
+    its memories moved (``CHOSEN``), or they stay buffered for a reason.
+    """
+
+    CHOSEN = "chosen"  # a candidate's reward was positive: trained into the adapter
+    NOT_POSITIVE = "not_positive"  # no candidate beat the current weights; tried again next run
+    GIVEN_UP = "given_up"  # not positive for the max_tries-th time: stays buffered for good
+    NO_PROBES = "no_probes"  # nothing to score it by
+    NO_CANDIDATES = "no_candidates"  # every sampled self-edit was dropped
+
+
 class InteractionResult(FrozenModel):
     interaction_id: str
     probes: int
     score_before: float | None
     candidates: tuple[CandidateResult, ...]
     chosen: int | None  # index into candidates
-    outcome: str  # chosen | not_positive | given_up | no_probes | no_candidates
+    outcome: InteractionOutcome
 
 
 class ConsolidationReport(FrozenModel):

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from seal_agent.consolidation import (
     CandidateResult,
     ConsolidationReport,
+    InteractionOutcome,
     InteractionResult,
     ProgressEvent,
 )
@@ -91,7 +92,8 @@ class _Run:
 
     def failed_ids(self) -> list[str]:
         return [r.interaction_id for r in self.results
-                if r.outcome in ("not_positive", "given_up", "no_candidates")]
+                if r.outcome in (InteractionOutcome.NOT_POSITIVE, InteractionOutcome.GIVEN_UP,
+                                  InteractionOutcome.NO_CANDIDATES)]
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.started, 2)
@@ -150,7 +152,7 @@ class RewardLoop:
         if not probes:
             run.results.append(InteractionResult(
                 interaction_id=interaction.id, probes=0, score_before=None,
-                candidates=(), chosen=None, outcome="no_probes"))
+                candidates=(), chosen=None, outcome=InteractionOutcome.NO_PROBES))
             return
         qa = [(p.question, p.answer) for p in probes]
         emit("candidates")
@@ -169,14 +171,15 @@ class RewardLoop:
             key=lambda i: scored[i].reward or 0.0, default=None,
         )
         if best is not None and (scored[best].reward or 0.0) > 0.0:
-            outcome = "chosen"
+            outcome = InteractionOutcome.CHOSEN
             run.winners.append(Winner(interaction, rows[best]["cand"], rows[best]["sequences"],
                                       probes, before))
         elif not candidates or best is None:
-            outcome = "no_candidates"
+            outcome = InteractionOutcome.NO_CANDIDATES
         else:
-            outcome = "given_up" if tries + 1 >= self.cfg.max_tries else "not_positive"
-        chosen = best if outcome == "chosen" else None
+            outcome = (InteractionOutcome.GIVEN_UP if tries + 1 >= self.cfg.max_tries
+                       else InteractionOutcome.NOT_POSITIVE)
+        chosen = best if outcome is InteractionOutcome.CHOSEN else None
         # every (prompt, candidate, directive, reward): the later policy step's data
         self.cons.runs.record_candidates(run.run_id, interaction, rows, before=before,
                                          chosen=chosen, policy=self.cons.writer.author)
@@ -216,8 +219,10 @@ class RewardLoop:
         return {
             "run_id": run.run_id, "namespace": run.ns, "interactions": tuple(run.results),
             "candidates_tried": sum(len(r.candidates) for r in run.results),
-            "chosen": counts["chosen"], "not_positive": counts["not_positive"],
-            "given_up": counts["given_up"], "skipped_no_probes": counts["no_probes"],
+            "chosen": counts[InteractionOutcome.CHOSEN],
+            "not_positive": counts[InteractionOutcome.NOT_POSITIVE],
+            "given_up": counts[InteractionOutcome.GIVEN_UP],
+            "skipped_no_probes": counts[InteractionOutcome.NO_PROBES],
             "directive_fallbacks": dict(run.fallbacks), "lines_dropped": dict(run.dropped),
             "retention_before": run.retention_before, "retention_probes": len(run.retention),
             "parent_version": version.version if version else None,
