@@ -193,6 +193,15 @@ def journal_target(journal_at: Callable[[Path], str | Path], tmp_path: Path) -> 
 
 
 @pytest.fixture
+def journal(journal_target: str | Path) -> Iterator[Any]:
+    """The test home's journal, open for the test, once per engine (SQLite, PostgreSQL)."""
+    from seal_agent.journal import Journal
+
+    with Journal(journal_target) as j:
+        yield j
+
+
+@pytest.fixture
 def make_agent(
     tmp_path: Path, lm: Any, embedder: Any, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Any]]:

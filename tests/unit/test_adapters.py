@@ -54,12 +54,6 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def journal(journal_target: str | Path) -> Iterator[Journal]:
-    with Journal(journal_target) as j:
-        yield j
-
-
-@pytest.fixture
 def store(home: Path, journal: Journal) -> AdapterStore:
     return AdapterStore(home / "adapters", journal)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,12 +45,6 @@ BEN = Namespace(user_id="ben", agent_id="helper", session_id="s1")
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "home" / "journal.sqlite3"
-
-
-@pytest.fixture
-def journal(journal_target: str | Path) -> Iterator[Journal]:
-    with Journal(journal_target) as j:
-        yield j
 
 
 def _say(text: str) -> list[Message]:

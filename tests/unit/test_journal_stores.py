@@ -4,9 +4,7 @@ probes.  Real journals, once per engine (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -24,12 +22,6 @@ from seal_agent.types import (
 
 ANA = Namespace(user_id="ana", agent_id="helper", session_id="s1")
 BEN = Namespace(user_id="ben", agent_id="helper", session_id="s1")
-
-
-@pytest.fixture
-def journal(journal_target: str | Path) -> Iterator[Journal]:
-    with Journal(journal_target) as j:
-        yield j
 
 
 def _edit(interaction: Interaction, n: int, *, fmt: SelfEditFormat = SelfEditFormat.STATEMENT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,13 +62,6 @@ def test_an_unknown_status_is_refused() -> None:
 
 
 # -- the ledger, on a real journal and store ------------------------------------------------
-@pytest.fixture
-def journal(journal_target: str | Path) -> Iterator[Journal]:
-    """Once per engine: SQLite and PostgreSQL (tests/conftest.py)."""
-    with Journal(journal_target) as j:
-        yield j
-
-
 @pytest.fixture
 def ledger(tmp_path: Path, journal: Journal) -> RunLedger:
     return RunLedger(AdapterStore(tmp_path / "adapters", journal), journal)
