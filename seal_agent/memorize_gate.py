@@ -59,6 +59,9 @@ class Gate:
         self.cons = mem.cons
         self.cfg = mem.cfg
         self._general_base: list[str] | None = None
+        # the last state asked and its answers: the leak check and the gate ask the same
+        # state when nothing leaked, and its greedy answers cannot differ
+        self._asked: tuple[dict[str, Any], list[str]] | None = None
 
     def general_base(self) -> list[str]:
         """The bare base's answers to the general questions (cached)."""
@@ -72,8 +75,7 @@ class Gate:
         and any user key that entered an answer (not in the question, not in the base's)."""
         base = self.general_base()
         self.cons.trainer.reset(state)
-        answerer = self.mem.answerer
-        new = answerer.answers([answerer.prompt(q) for q, _ in GENERAL_CHECKS])
+        new = self._general_answers(state)
         keys = {p.key for m in memories for p in m.stored.check}
         leaks = [{"key": k, "question": q, "answer": a} for k in sorted(keys)
                  for (q, _), a, b in zip(GENERAL_CHECKS, new, base, strict=True)
@@ -84,6 +86,15 @@ class Gate:
                 if r and not said(a, gold)]
         return GeneralCheck(sum(base_right), sum(base_right) - len(lost), leaked, lost, leaks,
                             len(GENERAL_CHECKS))
+
+    def _general_answers(self, state: dict[str, Any]) -> list[str]:
+        """The state's greedy answers to the general questions (asked once per state)."""
+        if self._asked is not None and self._asked[0] is state:
+            return self._asked[1]
+        answerer = self.mem.answerer
+        new = answerer.answers([answerer.prompt(q) for q, _ in GENERAL_CHECKS])
+        self._asked = (state, new)
+        return new
 
     def hold_leaks(self, memories: Sequence[BatchMemory], choice: dict[str, int],
                    final: Trained) -> tuple[Trained, list[str]]:

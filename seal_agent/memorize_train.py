@@ -53,7 +53,7 @@ class Training:
                 self.mem.emit("candidates", message=m.id)
                 cands = self.cons.writer.candidates(
                     m.interaction, k=k - 1, formats=self.cfg.formats,
-                    temperature=self.cfg.temperature)
+                    temperature=self.cfg.temperature, seed=self.cfg.seed)
                 for c in cands:
                     m.extra.append([self.cons.inner.render(c.format, x) for x in c.items])
             while len(m.extra) < k:

@@ -159,6 +159,8 @@ class RewardLoop:
         candidates = self.cons.writer.candidates(
             interaction, k=k, formats=self.cfg.formats, temperature=self.cfg.temperature,
             held_out=probes,
+            # reproducible with the run's seed; a retry samples afresh
+            seed=None if self.cfg.seed is None else self.cfg.seed + tries,
         )
         statements = [
             e.text for e in self.journal.self_edits(interaction_id=interaction.id)

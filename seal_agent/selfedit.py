@@ -273,8 +273,11 @@ class SelfEditWriter:
         formats: Sequence[SelfEditFormat],
         temperature: float,
         held_out: Sequence[Probe] = (),
+        seed: int | None = None,
     ) -> list[Candidate]:
         """Sample ``k`` self-edits for the reward loop, formats taken in turn.
+
+        ``seed`` makes the samples reproducible (None: unseeded).
 
         Every line passes the same quality gate as derivation (faithfulness
         to the user's own words first): a hallucinated fact is dropped and
@@ -293,6 +296,7 @@ class SelfEditWriter:
             top_p=cfg.top_p,
             stop=self._stops,
             stop_on_repeated_line=True,
+            seed=seed,
         )
         outputs = self._complete(prompts, params)
         probe_questions = {normalize(p.question) for p in held_out}
