@@ -127,13 +127,14 @@ class Training:
                 seed=None if cfg.seed is None else cfg.seed + epochs))
             tokens += stats.tokens
             epochs += chunk
-            share = mean(self.mem.said_from_weights(train_pairs))
+            # the check questions are asked with the train questions, in one batch: training
+            # rarely goes on (the criterion is met), and then they are what it returns
+            said_now, said_train = self.mem.said_by_memory(measure or memories, train_pairs)
+            share = mean(said_train)
             self.mem.emit("train", message=f"{epochs} epochs: {share:.0%} of train questions said")
             if share >= cfg.criterion or epochs + cfg.extra_epochs > cfg.max_recall_epochs:
                 break
             lr, chunk = lr / 2, cfg.extra_epochs
-        said_now = {m.id: self.mem.said_from_weights(m.stored.check)
-                    for m in (measure or memories)}
         return Trained(trainer.state(), tokens, epochs, said_now)
 
     def candidate(self, memories: Sequence[BatchMemory], j: int) -> Trained:
