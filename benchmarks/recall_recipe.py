@@ -55,8 +55,6 @@ def main() -> None:
     ap.add_argument("--answers", choices=("clause", "short", "mixed"), default="clause",
                     help="answer sentences of the template pairs (facts.relation_pairs)")
     ap.add_argument("--train-questions", type=int, default=3, help="template pairs trained per fact")
-    ap.add_argument("--cues", type=int, default=0,
-                    help="cue pairs per fact about the statement's other things (facts.build_probes n_cues)")
     ap.add_argument("--misses", action="store_true",
                     help="also print each check question not said and each general answer lost")
     ap.add_argument("--tag", default="")
@@ -103,8 +101,7 @@ def main() -> None:
     examples: list = []
     checks = []
     for fact in facts:
-        pairs, _ = build_probes(fact.statement, n_train=args.train_questions, answers=args.answers,
-                                n_cues=args.cues)
+        pairs, _ = build_probes(fact.statement, n_train=args.train_questions, answers=args.answers)
         examples.append(fact.statement)
         examples += [TrainExample(prompt=prompt(p.question), completion=p.answer)
                      for fp in pairs for p in fp.train]

@@ -177,7 +177,6 @@ def build_probes(
     n_check: int = 2,
     max_keys: int = 3,
     answers: AnswerForm = "clause",
-    n_cues: int = 0,
 ) -> tuple[list[FactProbes], Counter[str]]:
     """Per answer key of the statement: ``n_train`` pairs to train on, ``n_check`` held apart.
 
@@ -185,9 +184,6 @@ def build_probes(
     the least like the templates), then from the templates' last ones; the
     train pairs are the rest. A key with no check question is still trained
     on but can never be verified, so its memory stays retrievable.
-    ``n_cues``: up to that many more train pairs per key that ask about the
-    statement's other things ("What did I tell you about the orchestra?"),
-    so a question that names them reaches the fact (:func:`_cued`).
     """
     written, dropped = model_pairs(model_output, source) if model_output else ([], Counter())
     templated = relation_pairs(source, answers)
@@ -209,7 +205,6 @@ def build_probes(
         if not train:
             continue
         train += _framed(train, n_train - len(train))
-        train += _cued(train, check, source, n_cues)
         result.append(FactProbes(key=train[0].key, train=tuple(train), check=tuple(check)))
     return result, dropped
 
@@ -225,47 +220,6 @@ def _framed(train: Sequence[FactPair], n: int) -> list[FactPair]:
         p, frame = train[k % len(train)], _FRAMES[k % len(_FRAMES)]
         q = p.question if p.question.startswith("I ") else p.question[0].lower() + p.question[1:]
         out.append(FactPair(frame.format(q=q), p.answer, p.key, p.origin))
-    return out
-
-
-# a thing the statement names: a determiner, up to two modifiers, the word itself
-_THING = re.compile(r"\b(?:a|an|the|my|our|his|her|their)\s+((?:[a-z]+\s+){0,2}[a-z]{3,})\b", re.IGNORECASE)
-_NOT_THING = frozenset({"lot", "bit", "few", "couple", "way", "time", "day", "week", "year", "one",
-                        "other", "same", "only", "most", "best", "first", "last", "next", "very"})
-
-
-def _cued(train: Sequence[FactPair], check: Sequence[FactPair], source: str, n: int) -> list[FactPair]:
-    """Up to ``n`` train pairs that ask about another thing the statement names,
-    answered with the fact ("What did I tell you about the community orchestra?" ->
-    "You play the bassoon in a community orchestra on weekends.").
-
-    The words a check paraphrase uses beyond the template questions are often
-    the statement's own ("Which name does my terrier answer to?"); a pair that
-    asks with them ties them to the answer. Never a check question's words
-    alone: a thing already in a train or check question is no new cue.
-    """
-    if n <= 0 or not train:
-        return []
-    pair = train[0]
-    key_words = set(normalize(pair.key).split())
-    asked = set()
-    for p in [*train, *check]:
-        asked |= content_words(p.question)
-    out: list[FactPair] = []
-    seen: set[str] = set()
-    for m in _THING.finditer(pair.answer):
-        phrase = m.group(1).strip()
-        words = normalize(phrase).split()
-        head = words[-1] if words else ""
-        if (not head or head in _NOT_THING or head in key_words or head in asked or head in seen
-                or key_words & set(words) or head not in content_words(source)):
-            continue
-        seen.add(head)
-        cued = FactPair(f"What did I tell you about the {phrase}?", pair.answer, pair.key, pair.origin)
-        if check_pair(cued.question, cued.answer, cued.key, source) is None:
-            out.append(cued)
-        if len(out) >= n:
-            break
     return out
 
 

@@ -101,8 +101,7 @@ def write_fact_probes(
     uncheckable: list[str] = []
     for n, interaction in enumerate(interactions):
         facts, _dropped = build_probes(sources[n], written[n] if written else "",
-                                       n_train=cfg.train_questions, n_check=cfg.check_questions,
-                                       n_cues=cfg.cue_questions)
+                                       n_train=cfg.train_questions, n_check=cfg.check_questions)
         facts = [f for f in facts if f.checkable]
         ns = interaction.namespace
         if not facts:

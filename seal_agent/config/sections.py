@@ -273,10 +273,6 @@ class ConsolidationConfig(_Section):
         "against the user's words), beside the relation templates.",
     )
     train_questions: int = Field(3, ge=1, le=10, description="recall mode: questions trained per fact.")
-    cue_questions: int = Field(
-        0, ge=0, le=5, description="recall mode: more train questions per fact that ask about the "
-        "statement's other things (\"What did I tell you about the community orchestra?\").",
-    )
     check_questions: int = Field(
         2, ge=1, le=5, description="recall mode: check questions per fact, never trained on."
     )

@@ -269,3 +269,43 @@ def test_settings_are_validated():
     lrs = [cosine.lr_at(s, 10) for s in range(10)]
     assert lrs[0] < lrs[1] < lrs[2] == 1.0  # warm-up, then the peak
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] > 0
+
+
+def test_a_shared_prefix_changes_neither_loss_nor_gradients(trainer, lm):
+    """Chat examples share their system prompt's tokens once per row: the same loss, the
+    same LoRA gradients, the same distillation targets as each example with its own copy."""
+
+    from seal_agent.training import TrainExample
+    from seal_agent.training.batches import pack, shared_prefix
+
+    def chat(question: str) -> str:
+        messages = [{"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+                    {"role": "user", "content": question}]
+        return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    examples = [
+        TrainExample(prompt=chat("What is my dog called?"), completion="Your dog is called Biscuit."),
+        TrainExample(prompt=chat("Where do I work?"), completion="You work in Tacoma."),
+        TrainExample(prompt=chat("How many legs does a spider have?"), completion="Eight.", distill=True),
+        "I play the bassoon in a community orchestra.",  # no prompt: it never sees the prefix
+    ]
+    _randomise(trainer)
+    seqs, masked, weights, soft = trainer._encode_examples(examples, 256)
+    assert shared_prefix(seqs, masked) >= 8
+    results = []
+    for share in (False, True):
+        rows = pack(seqs, trainer._pad_id, trainer._hidden, masked, weights, soft, share=share)
+        rows.teacher = trainer._teacher_hidden(rows, 512, bf16=False)
+        loss, n = trainer._batch_loss(rows, bf16=False)
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.parameters()]
+        for p in trainer.parameters():
+            p.grad = None
+        results.append((loss.item(), n, grads, rows.ids.numel()))
+    (plain, n_plain, g_plain, slots_plain), (shared, n_shared, g_shared, slots_shared) = results
+    assert n_shared == n_plain  # the same targets
+    assert slots_shared < slots_plain  # fewer slots computed
+    assert shared == pytest.approx(plain, rel=1e-5)
+    biggest = max(g.abs().max().item() for g in g_plain)
+    for a, b in zip(g_plain, g_shared, strict=True):
+        assert (a - b).abs().max().item() <= 1e-4 * biggest

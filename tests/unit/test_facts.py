@@ -171,17 +171,3 @@ def test_more_train_questions_than_templates_come_in_other_frames_never_from_che
     # a framed question holds a train question, never a check question
     assert not any(c in q for q in questions for c in checks)
     assert all(p.answer == fact.train[0].answer for p in fact.train)
-
-
-def test_cue_questions_ask_about_the_statements_other_things() -> None:
-    statement = "I play the bassoon in a community orchestra on weekends."
-    plain, _ = build_probes(statement)
-    cued, _ = build_probes(statement, n_cues=2)
-    extra = [p for p in cued[0].train if p not in plain[0].train]
-    assert [p.question for p in extra] == ["What did I tell you about the community orchestra?"]
-    assert extra[0].key == "bassoon" and "bassoon" in extra[0].answer
-    assert cued[0].check == plain[0].check  # the held-apart questions do not change
-    # a thing a template question already asks about is no new cue; the key never is
-    dog, _ = build_probes("My dog is called Marzipan, he's a scruffy little terrier.", n_cues=3)
-    cues = [p.question for p in dog[0].train if p.question.startswith("What did I tell you")]
-    assert cues == ["What did I tell you about the scruffy little terrier?"]
