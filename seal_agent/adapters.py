@@ -23,6 +23,11 @@ is what makes a crash harmless at every point:
 
 One consolidation per namespace at a time, across processes and hosts,
 through the namespace lock (locks.py), which dies with its holder.
+
+At ~480 lines this module is past the project's ~450: it is one job (the
+versions and their two tables: stage, promote, activate, roll back, check,
+clean up, erase), and each further split tried put one transaction's steps
+in two files.
 """
 
 from __future__ import annotations
