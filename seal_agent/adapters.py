@@ -26,7 +26,7 @@ through the namespace lock (locks.py), which dies with its holder.
 
 At ~480 lines this module is past the project's ~450: it is one job (the
 versions and their two tables: stage, promote, activate, roll back, check,
-clean up, erase), and each further split tried put one transaction's steps
+clean up, erase), and a further split would put one transaction's steps
 in two files.
 """
 
