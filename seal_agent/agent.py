@@ -9,6 +9,7 @@ buffer, adapter store) and hands each job to the module that does it:
 - deriving self-edits and probes, inline or in the background, and
   ``reprocess``: derivation.py;
 - recall and keeping the buffer in agreement with the journal: memory_index.py;
+  drained memories backing the adapter's answers: backstop.py;
 - the active adapter of a turn and consolidation runs: weights.py;
 - forgetting: forget.py; what the home holds: status.py.
 """
@@ -21,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
+from seal_agent.backstop import Backstop
 from seal_agent.config import SealAgentConfig, load_config
 from seal_agent.derivation import Deriver, ReprocessReport
 from seal_agent.errors import CorruptHomeError
@@ -87,10 +89,13 @@ class SealAgent:
             writer=lambda: self.writer, lm=lambda: self.lm, turn_idle=self._turn_idle,
         )
         self._intake = Intake(self.journal, self._deriver.after_logged)
-        self._forgetter = Forgetter(config, self.journal, self._index, self._adapters)
+        self._forgetter = Forgetter(config, self.journal, self._index, self._adapters,
+                                   lambda: self.adapters)
+        # drained memories back the adapter's answers (backstop.py); ``counts`` says how often
+        self.backstop = Backstop(config, self.journal, self._index)
         self._turns = TurnPipeline(
             config, self.journal, lm=lambda: self.lm, recall=self._index.search,
-            adapters=self._adapters, after_logged=self._deriver.after_logged,
+            backstop=self.backstop, adapters=self._adapters, after_logged=self._deriver.after_logged,
             turn_idle=self._turn_idle,
         )
         if resume_pending and config.agent.derive == "background":

@@ -31,6 +31,7 @@ class RecallState(StrEnum):
     NOT_SAID = "not_said"  # trained, not (yet) said back: stays retrievable
     UNCHECKABLE = "uncheckable"  # no answer that can be checked: stays buffered, never trained
     SUPERSEDED = "superseded"  # a newer memory answers the same questions differently
+    MISSED = "missed"  # drained, then a turn's answer from the weights missed it: retrievable again
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,17 @@ class FactStore:
             "run_id = excluded.run_id, checked_at = excluded.checked_at",
             [(r.interaction_id, user_id, agent_id, r.state.value, r.checks, r.said, r.version_id,
               run_id, r.checked_at) for r in records],
+        )
+
+    def mark_missed(self, conn: Any, interaction_ids: Sequence[str]) -> None:
+        """Inside the caller's transaction: memories recorded ``said`` that a turn found the
+        weights do not say (backstop.py) are ``missed``; the next consolidation trains them
+        again. Their counts of check questions said stay as that consolidation found them."""
+        conn.executemany(
+            "UPDATE weights_recall SET state = ?, checked_at = ? WHERE interaction_id = ? "
+            "AND state = ?",
+            [(RecallState.MISSED.value, _now(), i, RecallState.SAID.value)
+             for i in interaction_ids],
         )
 
     def record_now(self, records: Sequence[RecallRecord], user_id: str, agent_id: str,

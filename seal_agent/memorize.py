@@ -201,6 +201,10 @@ class Memorizer:
         final, o.held = self.gate.hold_leaks(memories, choice, first)
         if final is not first and all(first is not t for t in trained):
             o.tokens += first.tokens  # the winners' training, replaced by the one without leaks
+        unsoftened = final
+        final, o.scale = self.gate.soften(memories, final)
+        if final is not unsoftened and all(unsoftened is not t for t in trained):
+            o.tokens += unsoftened.tokens  # a retrained state, now scaled (scaling trains nothing)
         self.emit("gate")
         verified = drained_by(final.said, self.cfg.verify_share)
         general = self.gate.general(memories, final.state)
@@ -243,7 +247,8 @@ class Memorizer:
         """Memories already trained into this namespace's weights (said or not)."""
         states = self.facts.states(ns.user_id, ns.agent_id)
         ids = [i for i, r in states.items()
-               if r.state in (RecallState.SAID, RecallState.NOT_SAID) and i not in exclude]
+               if r.state in (RecallState.SAID, RecallState.NOT_SAID, RecallState.MISSED)
+               and i not in exclude]
         stored = self.facts.load(ids)
         out = []
         for iid in ids:

@@ -30,6 +30,7 @@ __all__ = [
     "Gate",
     "GeneralCheck",
     "drained_by",
+    "largest_passing_scale",
     "gate_refusal",
     "held_for_leaks",
     "lost_memories",
@@ -120,6 +121,38 @@ class Gate:
         again = training.train(training.examples(keep, lambda m: choice.get(m.id, 0)), keep,
                                measure=memories)
         return again, held
+
+    def soften(self, memories: Sequence[BatchMemory], final: Trained) -> tuple[Trained, float]:
+        """Scale the adapter's update down until the general answers pass; the state and scale.
+
+        LoRA adds ``B @ A`` to each weight; multiplying every ``B`` by a scale
+        moves the state back towards the base by that much, with no training.
+        A fact learned well is still said at a smaller scale, while what the
+        update wore away of the model's general answers comes back. Tried only
+        when the state fails the general check: a bisection between
+        ``soften_min`` and 1 (``soften_tries`` steps, 0.75 first) for the
+        largest scale that passes, each step asking the check and general
+        questions again. None passing: the full state, which the gate refuses.
+        """
+        from seal_agent.memorize_train import Trained
+
+        need = math.floor(self.cfg.min_general_share * self.general(memories, final.state).base_right)
+        if self.general(memories, final.state).new_right >= need:
+            return final, 1.0
+        tried: dict[float, Trained] = {}
+
+        def passes(scale: float) -> bool:
+            state = {k: v * scale if ".lora_B." in k else v for k, v in final.state.items()}
+            self.mem.emit("gate", message=f"general answers fell: the update at x{scale}")
+            self.cons.trainer.reset(state)
+            said_now, _ = self.mem.said_by_memory(memories)
+            tried[scale] = Trained(state, 0, final.epochs, said_now)
+            return self.general(memories, state).new_right >= need
+
+        scale = largest_passing_scale(passes, self.cfg.soften_min, self.cfg.soften_tries)
+        chosen = final if scale is None else tried[scale]
+        self.cons.trainer.reset(chosen.state)
+        return chosen, 1.0 if scale is None else scale
 
     def memory_on(self, ns: Namespace, memories: Sequence[BatchMemory],
                   drained: set[str] | None) -> Said | None:
@@ -220,6 +253,20 @@ def settle_drain(verified: set[str], memory_on: Callable[[set[str]], Said | None
     if on_after is not None:  # the last round's answers decide: never drain a memory they miss
         drain = {m for m in drain if drained_by({m: on_after.get(m, [])}, share)}
     return drain, on_after
+
+
+def largest_passing_scale(passes: Callable[[float], bool], low: float, tries: int
+                          ) -> float | None:
+    """Bisection on (``low``, 1) for the largest scale that ``passes`` (1 itself failed),
+    ``tries`` steps, the midpoint first; None when no scale tried passed."""
+    high, best = 1.0, None
+    for _ in range(tries):
+        scale = round((low + high) / 2, 4)
+        if passes(scale):
+            best = low = scale
+        else:
+            high = scale
+    return best
 
 
 def lost_memories(on_before: Said | None, on_after: Said | None, weights: Said) -> list[str]:

@@ -49,6 +49,7 @@ class Outcome:
     verified: set[str] = field(default_factory=set)
     new_ids: set[str] = field(default_factory=set)
     held: list[str] = field(default_factory=list)  # left out of the training: their answers leaked
+    scale: float = 1.0  # the update's scale (Gate.soften): below 1 when general answers had fallen
     leaks: list[dict[str, str]] = field(default_factory=list)  # the gate state's, if any
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -80,6 +81,7 @@ class Outcome:
             "kept_retrievable": sorted(verified - drain),
             "returned_to_retrieval": sum(m.id not in drain for m in old),
             "epochs": final.epochs,
+            "update_scale": self.scale,
             "candidate_wins": dict(Counter(str(j) for j in choice.values())),
             "general_base": general.base_right,  # of general_questions, right by the base
             "general_after": general.new_right,  # of those, still right with the new weights
@@ -132,7 +134,8 @@ class Outcome:
         return (f"said from the weights {f['weights_said_before']} -> {f['weights_said_after']} "
                 f"of {f['check_questions']} check questions; {f['verified_new']}/"
                 f"{f['memories_new']} new memories verified, {f['drained_new']} drained; general answers "
-                f"kept {f['general_after']}/{f['general_base']}")
+                f"kept {f['general_after']}/{f['general_base']}"
+                + (f"; update scaled x{self.scale} to keep them" if self.scale < 1 else ""))
 
 
 def promote(mem: Memorizer, o: Outcome, memories: Sequence[BatchMemory],

@@ -2,9 +2,12 @@
 
 1. check the message (typed errors, nothing logged for a refused message);
 2. commit the user's message to the journal (from here on, nothing is lost);
-3. retrieve the namespace's memories (journal-checked, memory_index.py);
+3. retrieve the namespace's memories (journal-checked, memory_index.py), and
+   the drained ones that match the message (backstop.py);
 4. build the prompt under the window's budget (window.py);
-5. answer (greedy), whole or streamed, and add the answer to the journal;
+5. answer (greedy), whole or streamed; if the answer through the adapter
+   misses a matching drained memory, answer again with it in the prompt
+   (backstop.py says why); add the answer to the journal;
 6. hand the turn to derivation.
 
 ``answers`` asks one-turn questions the same way, batched and unlogged.
@@ -18,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from seal_agent.backstop import Drained, missed
 from seal_agent.errors import InputTooLongError
 from seal_agent.models.base import AdapterRef, GenerationParams
 from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
@@ -25,6 +29,7 @@ from seal_agent.types import FrozenModel, InteractionKind, Memory, Message, Name
 from seal_agent.window import context_length, fit_prompt, group_turns
 
 if TYPE_CHECKING:
+    from seal_agent.backstop import Backstop
     from seal_agent.config import AgentConfig, SealAgentConfig
     from seal_agent.journal import Journal
     from seal_agent.models.base import LanguageModel
@@ -32,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatResult", "ChatStream", "Turn", "TurnOptions", "TurnPipeline", "TurnSettings"]
 
-Recall = Callable[[str, Namespace], list[Memory]]
+Recall = Callable[..., list[Memory]]  # MemoryIndex.search
 
 
 class TurnSettings(TypedDict, total=False):
@@ -92,6 +97,9 @@ class Turn:
     memories: list[Memory] = field(default_factory=list)
     kept_turns: int = 0
     adapter: AdapterRef | None = None
+    drained: list[Drained] = field(default_factory=list)  # matches the adapter must say
+    missed: list[Drained] = field(default_factory=list)  # the ones it did not: answered again
+    returned: list[str] = field(default_factory=list)  # missed, said the second time: retrievable
 
 
 class TurnPipeline:
@@ -110,6 +118,7 @@ class TurnPipeline:
         *,
         lm: Callable[[], LanguageModel],
         recall: Recall,
+        backstop: Backstop,
         adapters: ActiveAdapters,
         after_logged: Callable[[str], None],
         turn_idle: threading.Event,
@@ -119,6 +128,7 @@ class TurnPipeline:
         self._journal = journal
         self._lm = lm
         self._recall = recall
+        self._backstop = backstop
         self._adapters = adapters
         self._after_logged = after_logged
         self._turn_idle = turn_idle
@@ -180,11 +190,13 @@ class TurnPipeline:
     def chat(self, turn: Turn) -> ChatResult:
         """The whole answer at once."""
         self._open(turn)
+        lm = self._lm()
         try:
-            raw = self._lm().chat(turn.prompt, turn.params, adapter=turn.adapter)
+            answer = trim_repetition(lm.chat(turn.prompt, turn.params, adapter=turn.adapter))
+            answer = self._backstopped(turn, answer)
         finally:
             self._turn_idle.set()
-        return self._close(turn, trim_repetition(raw))
+        return self._close(turn, answer, **self._settle(turn))
 
     def stream(self, turn: Turn) -> ChatStream:
         """The answer as it is decoded (see ``SealAgent.stream``)."""
@@ -204,15 +216,59 @@ class TurnPipeline:
         turn.interaction_id = interaction.id
         self._turn_idle.clear()
         try:
-            memories = self._recall(turn.user_msg.content, turn.ns) if turn.retrieval else []
-            turn.prompt, turn.memories, turn.kept_turns = fit_prompt(
-                self._lm(), self._agent_cfg, turn.user_msg, memories, turn.turns, turn.room,
-                turn.system,
-            )
             turn.adapter = self._adapter(turn.ns) if turn.weights else None
+            memories, turn.drained = self._memories(turn.user_msg.content, turn.ns, turn.retrieval,
+                                                    turn.adapter)
+            self._fit(turn, memories)
         except BaseException:
             self._turn_idle.set()
             raise
+
+    def _memories(self, text: str, ns: Namespace, retrieval: bool, adapter: AdapterRef | None
+                  ) -> tuple[list[Memory], list[Drained]]:
+        """The buffered memories for the prompt, and the drained matches to check the answer
+        against; without the adapter, the drained matches join the prompt at once."""
+        if not retrieval:
+            return [], []
+        if adapter is None and self._backstop.on:  # nothing holds the drained ones: retrieve them
+            return self._recall(text, ns, include_consolidated=True), []
+        memories = self._recall(text, ns)
+        drained = self._backstop.candidates(text, ns, memories)
+        if drained:
+            self._backstop.count("backed")
+        return memories, drained
+
+    def _fit(self, turn: Turn, memories: list[Memory]) -> None:
+        turn.prompt, turn.memories, turn.kept_turns = fit_prompt(
+            self._lm(), self._agent_cfg, turn.user_msg, memories, turn.turns or [], turn.room,
+            turn.system,
+        )
+
+    def _backstopped(self, turn: Turn, answer: str) -> str:
+        """The turn's answer, given the one from the weights (backstop.py): if it misses a
+        drained match, the turn is answered again with the missed memories in the prompt;
+        that answer stands if it says one of them (they return to retrieval)."""
+        turn.missed = missed(answer, turn.drained)
+        if not turn.missed:
+            return answer
+        self._backstop.count("answered_again")
+        first = (list(turn.prompt), list(turn.memories), turn.kept_turns, turn.adapter)
+        self._fit(turn, [d.memory for d in turn.missed] + turn.memories)
+        for adapter in dict.fromkeys([turn.adapter, None]):  # through the adapter, then without
+            again = trim_repetition(self._lm().chat(turn.prompt, turn.params, adapter=adapter))
+            turn.returned = self._backstop.settle(again, turn.missed)
+            if turn.returned:
+                turn.adapter = adapter
+                return again
+        turn.prompt, turn.memories, turn.kept_turns, turn.adapter = first
+        return answer
+
+    def _settle(self, turn: Turn) -> dict[str, Any]:
+        """The backstop's part of the turn's metadata."""
+        if not turn.missed:
+            return {}
+        return {"backstop": [d.interaction_id for d in turn.missed],
+                "returned_to_retrieval": list(turn.returned)}
 
     def _close(self, turn: Turn, answer: str, **extra: Any) -> ChatResult:
         """Add the answer to the journal, hand the turn to derivation."""
@@ -248,16 +304,11 @@ class TurnPipeline:
     def decode(self, turn: Turn, stream: ChatStream) -> Generator[str, None, None]:
         """Open the turn, yield its answer as decoded, close it into ``stream.result``."""
         self._open(turn)
-        lm = self._lm()
         trimmer = StreamTrimmer(turn.params.stop)
-        stream_chat = getattr(lm, "stream_chat", None)
-        pieces: Iterator[str] = (
-            stream_chat(turn.prompt, turn.params, adapter=turn.adapter)
-            if stream_chat is not None
-            else iter([lm.chat(turn.prompt, turn.params, adapter=turn.adapter)])
-        )
+        pieces: Iterator[str] = iter(())
         closed_early = False
         try:
+            pieces = self._pieces(turn)
             for piece in pieces:
                 if new := trimmer.feed(piece):
                     yield new
@@ -274,8 +325,21 @@ class TurnPipeline:
             self._turn_idle.set()
         if closed_early and not trimmer.shown:
             return  # nothing was shown: the turn stays unanswered, as after a crash
-        extra = {"stream": True, **({"closed_early": True} if closed_early else {})}
+        extra = {"stream": True, **({"closed_early": True} if closed_early else {}),
+                 **self._settle(turn)}
         stream.result = self._close(turn, trimmer.shown, **extra)
+
+    def _pieces(self, turn: Turn) -> Iterator[str]:
+        """The answer's pieces as decoded. A turn with drained matches is answered whole,
+        to check it against them, and comes as one piece."""
+        lm = self._lm()
+        stream_chat = getattr(lm, "stream_chat", None)
+        if turn.drained:
+            first = trim_repetition(lm.chat(turn.prompt, turn.params, adapter=turn.adapter))
+            return iter([self._backstopped(turn, first)])
+        if stream_chat is None:
+            return iter([lm.chat(turn.prompt, turn.params, adapter=turn.adapter)])
+        return iter(stream_chat(turn.prompt, turn.params, adapter=turn.adapter))
 
     # -- one-turn questions ------------------------------------------------------------
     def answers(
@@ -291,18 +355,41 @@ class TurnPipeline:
         params = GenerationParams(max_new_tokens=max_new_tokens or self._agent_cfg.max_new_tokens)
         room = self.context_length - params.max_new_tokens
         lm = self._lm()
-        prompts = []
-        for question in questions:
-            text = clean_input(question)
-            memories = self._recall(text, ns) if retrieval else []
+        adapter = self._adapter(ns) if weights else None
+
+        def prompt(text: str, memories: list[Memory]) -> str:
             messages, _, _ = fit_prompt(
                 lm, self._agent_cfg, Message(role="user", content=text), memories, [], room
             )
-            prompts.append(lm.format_chat(messages))
-        adapter = self._adapter(ns) if weights else None
+            return lm.format_chat(messages)
+
+        texts = [clean_input(q) for q in questions]
+        found = [self._memories(t, ns, retrieval, adapter) for t in texts]
+        out = self._complete([prompt(t, m) for t, (m, _) in zip(texts, found, strict=True)],
+                             params, adapter)
+        again = {i: miss for i, (_, drained) in enumerate(found)
+                 if (miss := missed(out[i], drained))}
+        self._backstop.count("answered_again", len(again))
+        # the backstop: answered again with the drained memories they missed, through the
+        # adapter, then (those still missed) without it; an answer that says one stands
+        for through in dict.fromkeys([adapter, None]):
+            if not again:
+                break
+            second = self._complete(
+                [prompt(texts[i], [d.memory for d in again[i]] + found[i][0]) for i in again],
+                params, through)
+            for i, answer in list(zip(again, second, strict=True)):
+                if self._backstop.settle(answer, again[i]):
+                    out[i] = answer
+                    del again[i]
+        return out
+
+    def _complete(self, prompts: list[str], params: GenerationParams,
+                  adapter: AdapterRef | None) -> list[str]:
+        """Greedy completions, 16 prompts a batch, trimmed."""
         out: list[str] = []
         for start in range(0, len(prompts), 16):
-            out += lm.complete(prompts[start : start + 16], params, adapter=adapter)
+            out += self._lm().complete(prompts[start : start + 16], params, adapter=adapter)
         return [trim_repetition(a).strip() for a in out]
 
     def _adapter(self, ns: Namespace) -> AdapterRef | None:

@@ -313,6 +313,15 @@ class ConsolidationConfig(_Section):
         "base model's (the project's target is 0.9; today's recipe keeps about 0.83, "
         "docs/consolidation.md).",
     )
+    soften_tries: int = Field(
+        3, ge=0, le=8, description="recall mode: when the new state's general answers fall below "
+        "min_general_share, its update (every LoRA B) is scaled down, with no retraining: a "
+        "bisection between soften_min and 1 for the largest scale that keeps them, this many "
+        "tries (docs/consolidation.md). 0: the gate refuses the state as it is.",
+    )
+    soften_min: float = Field(
+        0.5, gt=0.0, lt=1.0, description="recall mode: the smallest update scale soften_tries looks at."
+    )
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature of candidates.")
     formats: list[SelfEditFormat] = Field(
         default_factory=lambda: [
@@ -402,6 +411,15 @@ class AgentConfig(_Section):
     system_prompt: str = "You are a helpful assistant. Answer briefly."
     memory_header: str = "What you remember about the user:"
     memory_footer: str = "Answer using these memories."
+    backstop: bool = Field(
+        True,
+        description="Drained memories back the weights: when one matches the message and "
+        "the answer through the adapter holds none of its answers, the turn is answered "
+        "again with it in the prompt, and it returns to retrieval (docs/consolidation.md).",
+    )
+    backstop_top_k: int = Field(
+        2, ge=1, le=20, description="Drained memories searched per message by the backstop."
+    )
 
 
 class ServeConfig(_Section):

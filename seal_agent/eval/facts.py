@@ -142,7 +142,10 @@ def _one(run: _Run, data: FactsDataset, facts: Sequence[Fact], log: Callable[[st
     consolidation = run.consolidate(user)
     log(f"one: consolidation {consolidation['status']} in {consolidation['seconds']} s")
     weights = run.recall(user, facts, retrieval=False)
+    counts = dict(run.agent.backstop.counts)
     on_after = run.recall(user, facts, retrieval=True)
+    # the backstop's part in the memory-on answers after (backstop.py)
+    backstop = {k: v - counts.get(k, 0) for k, v in run.agent.backstop.counts.items()}
     general_after = run.general(user, data, weights=True)
     # answered with memory on before, by nothing after (neither weights nor retrieval)
     lost = [b["fact"] for b, a, w in zip(on_before, on_after, weights, strict=True)
@@ -162,6 +165,7 @@ def _one(run: _Run, data: FactsDataset, facts: Sequence[Fact], log: Callable[[st
                          / max(1, sum(r["right"] for r in general_base))),
         "memories_lost": lost,
         "memory_on_fell": fell,
+        "backstop": {"questions": sum(len(f.check) for f in facts), **backstop},
         "items": {"weights": weights, "memory_on_before": on_before, "memory_on_after": on_after,
                   "general_base": general_base, "general_after": general_after},
     }
@@ -300,6 +304,18 @@ def _cell(c: dict[str, float] | None) -> str:
     return f"{100 * c['mean']:.0f}% [{100 * c['low']:.0f}, {100 * c['high']:.0f}] (n={c['n']})"
 
 
+def _backstop_rows(b: dict[str, int] | None) -> list[str]:
+    """The backstop's rows: memory-on questions after consolidation that drained memories
+    matched, that it answered again, and the memories it sent back to retrieval."""
+    if not b:
+        return []
+    n = b["questions"]
+    return [f"| memory-on questions after: checked against drained memories | {b.get('backed', 0)}/{n} |",
+            f"| ... answered again with a drained memory the weights missed | "
+            f"{b.get('answered_again', 0)}/{n} |",
+            f"| memories the backstop returned to retrieval | {b.get('returned', 0)} |"]
+
+
 def markdown(payload: dict[str, Any]) -> str:
     s = payload["scenarios"]
     lines = [f"# Personal facts ({payload['split']}), {payload['model']}, commit {payload['commit']}", ""]
@@ -319,7 +335,8 @@ def markdown(payload: dict[str, Any]) -> str:
             f"| general kept (share of base) | {o['general_kept']:.0%} |",
             f"| memories lost (answered before, by neither weights nor retrieval after) | "
             f"{len(o['memories_lost'])} |",
-            f"| facts whose memory-on answers fell | {len(o['memory_on_fell'])} |", "",
+            f"| facts whose memory-on answers fell | {len(o['memory_on_fell'])} |",
+            *_backstop_rows(o.get("backstop")), "",
         ]
     if "users" in s:
         u = s["users"]

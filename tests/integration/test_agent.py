@@ -160,6 +160,23 @@ def test_forget_removes_journal_rows_and_buffer_entries(make_agent):
     assert second.interaction_id  # kept alive for the assertion above
 
 
+def test_forgetting_a_namespace_goes_through_the_adapter_lock(make_agent):
+    from seal_agent.adapters import AdapterStore
+    from seal_agent.errors import ConsolidationBusyError
+
+    agent = make_agent(user_id="una")
+    agent.remember("My bike is a red Bianchi.")
+    folder = agent.config.adapters_dir / "una" / "default"
+    other = AdapterStore(agent.config.adapters_dir, agent.journal)  # as another process's
+    with other.lock("una", "default"):  # a consolidation of una/default is running
+        with pytest.raises(ConsolidationBusyError):
+            agent.forget(user_id="una")
+        assert agent.journal.counts("una")["interactions"] == 1  # nothing was deleted
+        assert folder.is_dir()
+    assert agent.forget(user_id="una") >= 1
+    assert not folder.exists() and agent.journal.counts("una")["interactions"] == 0
+
+
 def test_history_is_bounded_by_the_context_and_memories_stay(make_agent):
     agent = make_agent(
         user_id="ivy",

@@ -112,3 +112,38 @@ def test_the_gate_and_replay_never_see_the_benchmark_general_questions() -> None
     assert not bench & {q for q, _ in GENERAL_CHECKS}
     assert not bench & set(REPLAY_PROMPTS)
     assert not set(REPLAY_PROMPTS) & {q for q, _ in GENERAL_CHECKS}
+
+
+def test_the_backstop_answers_again_only_for_a_drained_match_the_answer_misses() -> None:
+    from seal_agent.backstop import Drained, missed
+    from seal_agent.types import Memory, MemoryStatus, SelfEditFormat
+
+    def drained(iid: str, *keys: str) -> Drained:
+        memory = Memory(id=f"e-{iid}", text="...", score=0.5, format=SelfEditFormat.STATEMENT,
+                        interaction_id=iid, status=MemoryStatus.CONSOLIDATED)
+        return Drained(memory, keys)
+
+    dog, city, height = drained("dog", "Biscuit", "beagle"), drained("city", "Lisbon"), drained("h", "193")
+    # any one of a memory's keys said is enough
+    assert missed("You have a beagle.", [dog]) == []
+    assert missed("Your parents live in Tbilisi.", [dog, city]) == [dog, city]
+    assert missed("You are 193 cm tall.", [height, city]) == [city]
+    assert missed("anything", []) == []
+
+
+def test_softening_finds_the_largest_scale_that_keeps_the_general_answers() -> None:
+    from seal_agent.memorize_gate import largest_passing_scale
+
+    asked: list[float] = []
+
+    def up_to(limit: float):
+        def passes(scale: float) -> bool:
+            asked.append(scale)
+            return scale <= limit
+        return passes
+
+    assert largest_passing_scale(up_to(0.8), 0.5, 3) == 0.75 and asked == [0.75, 0.875, 0.8125]
+    asked.clear()
+    assert largest_passing_scale(up_to(0.6), 0.5, 3) == 0.5625 and asked == [0.75, 0.625, 0.5625]
+    assert largest_passing_scale(up_to(0.4), 0.5, 3) is None  # nothing above the floor passes
+    assert largest_passing_scale(up_to(0.99), 0.5, 0) is None  # softening off
