@@ -25,8 +25,8 @@ backed by the drained memories too:
    consolidation trains it again. Otherwise the message was not about it
    after all, and the answer from the weights stands.
 
-A turn whose answer from the weights holds the key costs nothing more than
-the search. Answers without the adapter (``weights=False``) have nothing to
+One search finds a turn's buffered and drained hits (turns.py); a turn whose
+answer from the weights holds the key costs nothing more. Answers without the adapter (``weights=False``) have nothing to
 miss with: the drained matches simply join the prompt.
 """
 
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from seal_agent.facts import said
 from seal_agent.facts_store import FactStore
-from seal_agent.types import Memory, MemoryStatus, Namespace, SelfEditFormat
+from seal_agent.types import Memory, MemoryStatus, SelfEditFormat
 
 if TYPE_CHECKING:
     from seal_agent.config import SealAgentConfig
@@ -88,19 +88,16 @@ class Backstop:
         """Drained memories exist only when consolidation drains (``consolidation.drain``)."""
         return self._config.agent.backstop and self._config.consolidation.drain
 
-    def candidates(self, query: str, ns: Namespace, buffered: Sequence[Memory] = ()
-                   ) -> list[Drained]:
-        """The drained memories ``query`` is about, one per interaction, best first: nearer
-        it than every ``buffered`` hit (the same query's, best first)."""
-        if not self.on:
-            return []
-        hits = self._index.search(query, ns, top_k=self._config.agent.backstop_top_k,
-                                  statuses=(MemoryStatus.CONSOLIDATED,))
+    def candidates(self, hits: Sequence[Memory], buffered: Sequence[Memory]) -> list[Drained]:
+        """The drained memories among one search's ``hits`` that it is about, one per
+        interaction, best first: nearer the query than every ``buffered`` hit."""
         best = max((m.score for m in buffered), default=-1.0)
         first: dict[str, Memory] = {}
         for h in hits:
-            if h.score >= best:
+            if h.status is MemoryStatus.CONSOLIDATED and h.score >= best:
                 first.setdefault(h.interaction_id, h)
+            if len(first) == self._config.agent.backstop_top_k:
+                break
         stored = self._facts.load(first)
         return [Drained(self._in_own_words(m), tuple(f.key for f in stored[i].facts))
                 for i, m in first.items() if i in stored and stored[i].facts]

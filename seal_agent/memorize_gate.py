@@ -136,8 +136,9 @@ class Gate:
         """
         from seal_agent.memorize_train import Trained
 
-        need = math.floor(self.cfg.min_general_share * self.general(memories, final.state).base_right)
-        if self.general(memories, final.state).new_right >= need:
+        check = self.general(memories, final.state)
+        need = math.floor(self.cfg.min_general_share * check.base_right)
+        if check.new_right >= need:
             return final, 1.0
         tried: dict[float, Trained] = {}
 

@@ -79,13 +79,8 @@ class MemoryIndex:
         top_k: int | None = None,
         min_similarity: float | None = None,
         include_consolidated: bool | None = None,
-        *,
-        statuses: Sequence[MemoryStatus] | None = None,
     ) -> list[Memory]:
         """The namespace's memories nearest ``query``, as the journal says they stand.
-
-        ``statuses`` names the statuses wanted outright (the backstop asks for the
-        consolidated alone); otherwise ``include_consolidated`` decides.
 
         Hits the journal no longer knows (forgotten there, a crash kept them
         in Chroma) are deleted from the buffer on the way; hits whose journal
@@ -95,7 +90,7 @@ class MemoryIndex:
         # Hybrid mode (consolidation.drain = false): consolidated memories stay retrievable.
         if include_consolidated is None:
             include_consolidated = not self._config.consolidation.drain
-        wanted = tuple(statuses) if statuses is not None else (
+        wanted = (
             (MemoryStatus.BUFFERED, MemoryStatus.CONSOLIDATED)
             if include_consolidated
             else (MemoryStatus.BUFFERED,)

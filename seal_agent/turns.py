@@ -25,7 +25,7 @@ from seal_agent.backstop import Drained, missed
 from seal_agent.errors import InputTooLongError
 from seal_agent.models.base import AdapterRef, GenerationParams
 from seal_agent.text import StreamTrimmer, clean_input, trim_repetition
-from seal_agent.types import FrozenModel, InteractionKind, Memory, Message, Namespace
+from seal_agent.types import FrozenModel, InteractionKind, Memory, MemoryStatus, Message, Namespace
 from seal_agent.window import context_length, fit_prompt, group_turns
 
 if TYPE_CHECKING:
@@ -230,10 +230,15 @@ class TurnPipeline:
         against; without the adapter, the drained matches join the prompt at once."""
         if not retrieval:
             return [], []
-        if adapter is None and self._backstop.on:  # nothing holds the drained ones: retrieve them
+        if not self._backstop.on:
+            return self._recall(text, ns), []
+        if adapter is None:  # nothing holds the drained ones: retrieve them
             return self._recall(text, ns, include_consolidated=True), []
-        memories = self._recall(text, ns)
-        drained = self._backstop.candidates(text, ns, memories)
+        # one search for both: the buffered hits for the prompt, the drained to check against
+        k = self._config.buffer.top_k
+        hits = self._recall(text, ns, k + self._agent_cfg.backstop_top_k, include_consolidated=True)
+        memories = [h for h in hits if h.status is MemoryStatus.BUFFERED][:k]
+        drained = self._backstop.candidates(hits, memories)
         if drained:
             self._backstop.count("backed")
         return memories, drained
